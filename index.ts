@@ -1,0 +1,28 @@
+// index.ts: snapcow's public entry (api.md). An explicit, grouped list: no `export *`.
+// The engine (openOrigin, snapshots, merge, journal) is not built yet; see README "Status".
+
+// Devices
+export type { BlockDevice, DeviceSupports } from './io/block-device.js'
+export { DeviceBase } from './io/device-base.js'
+export type { DeviceBaseOptions } from './io/device-base.js'
+export { MemoryDevice } from './io/memory-device.js'
+export { FileDevice } from './io/file-device.js'
+
+// Store format (Linux dm-snapshot's persistent COW, spec §9)
+export { readCowStore } from './io/cow-format/read-cow-store.js'
+export type { CowStoreInfo, ReadCowStoreOptions } from './io/cow-format/read-cow-store.js'
+export { PersistentStore } from './io/cow-format/persistent-store.js'
+export type { MergeRun } from './io/cow-format/persistent-store.js'
+export { TransientStore } from './io/cow-format/transient-store.js'
+export type { ExceptionStore, StoreUsage } from './io/exception-store.js'
+export { cowGeometry } from './io/cow-format/geometry.js'
+export type { CowGeometry } from './io/cow-format/geometry.js'
+export { isLegalChunkSectors, MAX_CHUNK_SECTORS } from './io/cow-format/chunk-size.js'
+
+// Units
+export { SECTOR_BYTES, asChunkSectors, asNewChunk, asOldChunk, asSector } from './io/units.js'
+export type { ByteOffset, ChunkSectors, NewChunk, OldChunk, Sector } from './io/units.js'
+
+// Errors
+export { CowFormatError, SnapcowError } from './io/errors.js'
+export type { CowFormatLocation, SnapcowErrorCode } from './io/errors.js'
