@@ -1,5 +1,16 @@
 // index.ts: snapcow's public entry (api.md). An explicit, grouped list: no `export *`.
-// The engine (openOrigin, snapshots, merge, journal) is not built yet; see README "Status".
+
+// Origin and snapshots
+export { openOrigin, Origin } from './actors/origin-volume.js'
+export type { OpenOriginOptions } from './actors/origin-volume.js'
+export { Snapshot } from './actors/snapshot-volume.js'
+export type { SnapshotStatus } from './actors/status.js'
+export type { CreateSnapshotOptions } from './actors/snapshot-options.js'
+export type { CoreEvent } from './actors/events.js'
+
+// Chunk machine (XState v5)
+export { chunkMachine } from './machines/chunk.js'
+export type { ChunkCommand, ChunkContext, ChunkEvent, ChunkInput, ChunkStateName } from './machines/chunk.js'
 
 // Devices
 export type { BlockDevice, DeviceSupports } from './io/block-device.js'

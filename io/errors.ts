@@ -13,6 +13,10 @@ export type SnapcowErrorCode =
   | 'SNAPCOW_BAD_CHUNK_SIZE'
   | 'SNAPCOW_COW_TOO_SMALL'
   | 'SNAPCOW_CORRUPT_TABLE'
+  | 'SNAPCOW_INVALID'
+  | 'SNAPCOW_OVERFLOW'
+  | 'SNAPCOW_DETACHED'
+  | 'SNAPCOW_STORE_EXISTS'
 
 /**
  * An operational failure with a stable `code`.

@@ -1,6 +1,6 @@
 // io/exception-store.ts: what the engine needs from an exception store (spec §8), for the
 // persistent (§9) and transient (§10) stores alike.
-import type { NewChunk, OldChunk, Sector } from './units.js'
+import type { ChunkSectors, NewChunk, OldChunk, Sector } from './units.js'
 
 /** Space use as `dmsetup status` reports it (spec §14), in sectors. */
 export interface StoreUsage {
@@ -18,6 +18,8 @@ export interface StoreUsage {
 export interface ExceptionStore {
   /** 'P' (persistent) or 'N' (transient); the engine adds 'O' for overflow. */
   readonly kind: 'P' | 'N'
+  /** Sectors per chunk. */
+  readonly chunkSectors: ChunkSectors
   /** False once invalidated (by a failure or `invalidate()`). */
   readonly valid: boolean
   /** Hands out the next free COW chunk, or undefined when none fits on the device. */

@@ -1,0 +1,403 @@
+// actors/engine.ts: the core that routes every bio of one origin and its snapshots (spec §5)
+// and carries out the commands the chunk machines emit (§4). Device completions come back as
+// events on one RxJS Subject (architecture rule 1). Reactions are synchronous, so the order of
+// device completions alone decides every interleaving.
+import { Subject } from 'rxjs'
+import type { InspectionEvent, Observer } from 'xstate'
+import { createActor } from 'xstate'
+import type { BlockDevice } from '../io/block-device.js'
+import { SnapcowError } from '../io/errors.js'
+import type { ByteOffset, OldChunk } from '../io/units.js'
+import { asByteOffset } from '../io/units.js'
+import type { ChunkCommand, ChunkEvent } from '../machines/chunk.js'
+import { chunkMachine } from '../machines/chunk.js'
+import { Admission } from './admission.js'
+import type { OriginWriteBio, SnapshotWriteBio } from './bio.js'
+import { newBioId } from './bio.js'
+import { PendingException } from './chunk-pending.js'
+import type { CopyJob } from './copier.js'
+import { copyChunks } from './copier.js'
+import type { CoreEvent } from './events.js'
+import type { SnapshotCore } from './snapshot-core.js'
+
+/** @internal Deliberately broken orderings, for the tests that prove each order matters. */
+export interface EngineFaults {
+  /** Hand each exception to the store when its copy finishes, not in allocation order. */
+  commitOutOfOrder?: boolean
+  /** Let an origin write through without waiting for the copy and commit. */
+  originWriteBeforeCommit?: boolean
+  /** Remove the pending exception as soon as it is committed, before reads drain. */
+  removePendingBeforeDrain?: boolean
+  /** Insert the completed exception only once reads have drained (pre-65fc7c37). */
+  insertAfterDrain?: boolean
+}
+
+export interface EngineOptions {
+  /** XState's inspect observer, given to every chunk actor. */
+  inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void)
+  /** Copies in flight per snapshot before new writes wait (the kernel's default is 2048). */
+  cowThreshold?: number
+  /** @internal */
+  faults?: EngineFaults
+}
+
+export class Engine {
+  /** Completions, as events the core reacts to, in the order they happened. */
+  readonly events$ = new Subject<CoreEvent>()
+  readonly admission: Admission
+  /** Visiting order of spec §5.2: decreasing chunk size, then earlier activation first. */
+  #snapshots: SnapshotCore[] = []
+  readonly #byId = new Map<string, SnapshotCore>()
+  readonly #faults: EngineFaults
+  readonly #cowThreshold: number
+  /** Copies started by the origin-write pass in progress; started at its end (§5.2 step 3). */
+  #passCopies: CopyJob[] | undefined
+  /** Header rewrites of invalidations not yet durable (origin writes wait for them). */
+  readonly #invalidations = new Set<Promise<void>>()
+  /** Set when a command of the current send held the origin bio. */
+  #heldNow = false
+
+  constructor(readonly origin: BlockDevice, private readonly options: EngineOptions = {}) {
+    this.#faults = options.faults ?? {}
+    this.#cowThreshold = options.cowThreshold ?? 2048
+    this.admission = new Admission(() => this.#snapshots.some((s) => s.copiesInFlight >= this.#cowThreshold))
+    this.events$.subscribe((event) => this.#react(event))
+  }
+
+  get snapshots(): readonly SnapshotCore[] {
+    return this.#snapshots
+  }
+
+  /** Adds a snapshot while no origin write is in flight (spec §2 activation). */
+  async activate(snapshot: SnapshotCore): Promise<void> {
+    await this.admission.quiesce()
+    try {
+      this.#byId.set(snapshot.id, snapshot)
+      this.#snapshots = [...this.#snapshots, snapshot]
+        .sort((a, b) => b.chunkSectors - a.chunkSectors || a.activation - b.activation)
+    } finally {
+      this.admission.resume()
+    }
+  }
+
+  /** Removes a quiescent snapshot from origin writes. */
+  detach(snapshot: SnapshotCore): void {
+    snapshot.detached = true
+    this.#snapshots = this.#snapshots.filter((s) => s !== snapshot)
+    this.#byId.delete(snapshot.id)
+    this.admission.wake()
+  }
+
+  // ---- origin writes (spec §5.2) ----
+
+  /** Splits at the smallest snapshot chunk size and runs the protocol for each piece. */
+  async writeOrigin(offset: number, data: Uint8Array): Promise<void> {
+    if (this.admission.mustWait) await this.admission.admit()
+    this.admission.originWriteStarted()
+    try {
+      let step = 0
+      for (const s of this.#snapshots) if (s.participates && (step === 0 || s.chunkBytes < step)) step = s.chunkBytes
+      if (step === 0) return await this.origin.write(offset, data)
+      const pieces: Array<Promise<void>> = []
+      for (let at = offset; at < offset + data.length;) {
+        const end = Math.min(offset + data.length, (Math.floor(at / step) + 1) * step)
+        pieces.push(this.#originPiece(asByteOffset(at), data.subarray(at - offset, end - offset)))
+        at = end
+      }
+      await settleAll(pieces)
+    } finally {
+      this.admission.originWriteFinished()
+    }
+  }
+
+  #originPiece(offset: ByteOffset, data: Uint8Array): Promise<void> {
+    if (this.#everySnapshotSafe(offset)) return this.origin.write(offset, data) // the hot path
+    return new Promise((resolve, reject) => {
+      this.#runOriginWrite({ kind: 'origin-write', id: newBioId(), offset, data,
+        done: (error) => (error === undefined ? resolve() : reject(error)) })
+    })
+  }
+
+  /** True when every participating snapshot has the chunk in Completed (state D). */
+  #everySnapshotSafe(offset: number): boolean {
+    for (const s of this.#snapshots) {
+      if (!s.participates) continue
+      const chunk = s.chunkOf(offset)
+      if (s.pending.has(chunk) || !s.completed.has(chunk)) return false
+    }
+    return true
+  }
+
+  /** Steps 1–5 of spec §5.2 for one bio; re-run when the exception holding it finishes. */
+  #runOriginWrite(bio: OriginWriteBio): void {
+    const { held } = this.originPass(bio.offset, bio)
+    if (held) return
+    if (this.#invalidations.size > 0) {
+      // A snapshot was invalidated (spec §13): no origin write goes on until that is on disk,
+      // so a crash can never bring the snapshot back as valid over an overwritten chunk.
+      void Promise.all(this.#invalidations).then(() => this.#runOriginWrite(bio))
+      return
+    }
+    this.origin.write(bio.offset, bio.data).then(() => bio.done(), (error: Error) => bio.done(error))
+  }
+
+  /**
+   * One pass of the origin-write protocol over every snapshot, for a bio or (merge, §12
+   * step 3) for none. Returns whether the bio was held, or what it must wait for.
+   */
+  originPass(offset: number, bio: OriginWriteBio | undefined): { held: boolean } {
+    const copies: CopyJob[] = []
+    const outer = this.#passCopies
+    this.#passCopies = copies
+    let held = false
+    let holder: CopyJob | undefined
+    try {
+      for (const s of this.#snapshots) {
+        if (!s.participates) continue
+        const chunk = s.chunkOf(offset)
+        let pe = s.pending.get(chunk)
+        const offered = held ? undefined : bio
+        this.#heldNow = false
+        if (pe === undefined) {
+          if (s.completed.has(chunk)) continue // D: nothing to do for s
+          pe = this.#newPending(s, chunk)
+          const newChunk = s.store.allocate()
+          if (newChunk !== undefined) s.sequence(pe, newChunk)
+          this.#send(s, pe, { type: 'origin-write', bio: offered, newChunk }) // rows 1, 2
+        } else {
+          this.#send(s, pe, { type: 'origin-write', bio: offered })
+        }
+        if (this.#heldNow) {
+          held = true
+          holder = copies.find((job) => job.pe === pe)
+        }
+      }
+    } finally {
+      this.#passCopies = outer
+    }
+    // Give the other exceptions a head start: the one holding the bio starts last.
+    if (holder !== undefined) copies.splice(copies.indexOf(holder), 1).forEach((job) => copies.push(job))
+    if (copies.length > 0) this.#startCopies(copies)
+    return { held }
+  }
+
+  // ---- snapshot I/O (spec §5.3, §5.4) ----
+
+  async readSnapshot(s: SnapshotCore, offset: number, into: Uint8Array): Promise<void> {
+    const pieces: Array<Promise<void>> = []
+    for (let at = offset; at < offset + into.length;) {
+      const end = Math.min(offset + into.length, (Math.floor(at / s.chunkBytes) + 1) * s.chunkBytes)
+      pieces.push(this.#readSnapshotPiece(s, at, into.subarray(at - offset, end - offset)))
+      at = end
+    }
+    await settleAll(pieces)
+  }
+
+  async #readSnapshotPiece(s: SnapshotCore, offset: number, into: Uint8Array): Promise<void> {
+    if (!s.valid) throw invalidError(s)
+    const chunk = s.chunkOf(offset)
+    const newChunk = s.completed.get(chunk)
+    if (newChunk !== undefined) { // C or D (rows 14, 17): the completed table is looked at first
+      return s.cow.read(newChunk * s.chunkBytes + (offset - chunk * s.chunkBytes), into)
+    }
+    s.reads.track(chunk) // A or B (row 6): from the origin, tracked until it finishes
+    try {
+      await this.origin.read(offset, into)
+    } finally {
+      if (s.reads.untrack(chunk) && s.pending.get(chunk)?.state === 'CompletedWithReaders') {
+        this.events$.next({ type: 'read-drained', snapshotId: s.id, oldChunk: chunk })
+      }
+    }
+  }
+
+  async writeSnapshot(s: SnapshotCore, offset: number, data: Uint8Array): Promise<void> {
+    if (this.admission.mustWait) await this.admission.admit()
+    const pieces: Array<Promise<void>> = []
+    for (let at = offset; at < offset + data.length;) {
+      const end = Math.min(offset + data.length, (Math.floor(at / s.chunkBytes) + 1) * s.chunkBytes)
+      pieces.push(this.#writeSnapshotPiece(s, asByteOffset(at), data.subarray(at - offset, end - offset)))
+      at = end
+    }
+    await settleAll(pieces)
+  }
+
+  #writeSnapshotPiece(s: SnapshotCore, offset: ByteOffset, data: Uint8Array): Promise<void> {
+    if (!s.valid) return Promise.reject(invalidError(s))
+    if (s.overflowed) return Promise.reject(overflowError(s))
+    const chunk = s.chunkOf(offset)
+    const newChunk = s.completed.get(chunk)
+    if (newChunk !== undefined) { // rows 14, 17
+      return s.cow.write(newChunk * s.chunkBytes + (offset - chunk * s.chunkBytes), data)
+    }
+    return new Promise((resolve, reject) => {
+      const bio: SnapshotWriteBio = { kind: 'snapshot-write', id: newBioId(), offset, data,
+        done: (error) => (error === undefined ? resolve() : reject(error)) }
+      const pe = s.pending.get(chunk)
+      if (pe !== undefined) return this.#send(s, pe, { type: 'snapshot-write', bio, wholeChunk: false, overflowAllowed: s.overflowAllowed }) // row 8
+      const fresh = this.#newPending(s, chunk)
+      const allocated = s.store.allocate()
+      if (allocated !== undefined) s.sequence(fresh, allocated)
+      this.#send(s, fresh, { type: 'snapshot-write', bio, newChunk: allocated,
+        wholeChunk: data.length === s.chunkBytes, overflowAllowed: s.overflowAllowed }) // rows 3-5
+      if (allocated === undefined) bio.done(s.overflowed && s.valid ? overflowError(s) : invalidError(s))
+    })
+  }
+
+  // ---- chunk actors and their commands ----
+
+  #newPending(s: SnapshotCore, chunk: OldChunk): PendingException {
+    const actor = createActor(chunkMachine, {
+      id: `${s.id}:${chunk}`,
+      input: { snapshotId: s.id, oldChunk: chunk },
+      ...(this.options.inspect !== undefined ? { inspect: this.options.inspect } : {}),
+    })
+    const pe = new PendingException(chunk, actor)
+    actor.on('*', (command) => this.#carryOut(s, pe, command as ChunkCommand))
+    actor.start()
+    return pe
+  }
+
+  /** Sends an event to a chunk actor; files or drops the actor by the state it ends in. */
+  #send(s: SnapshotCore, pe: PendingException, event: ChunkEvent): void {
+    pe.actor.send(event)
+    const state = pe.state
+    if (state === 'Pending' || state === 'CompletedWithReaders') {
+      if (!s.live.has(pe.oldChunk)) { // just created: into the pending table (spec §3 state B)
+        s.live.set(pe.oldChunk, pe)
+        s.pending.set(pe.oldChunk, pe)
+      }
+      return
+    }
+    pe.actor.stop() // None (failed or no room) or Completed: no live actor (architecture rule 3)
+    if (s.live.get(pe.oldChunk) === pe) s.live.delete(pe.oldChunk)
+    s.settled()
+  }
+
+  #carryOut(s: SnapshotCore, pe: PendingException, command: ChunkCommand): void {
+    switch (command.type) {
+      case 'copy':
+        s.copiesInFlight++
+        if (this.#passCopies !== undefined) this.#passCopies.push({ snapshot: s, pe })
+        else this.#startCopies([{ snapshot: s, pe }])
+        return
+      case 'write-full':
+        s.copiesInFlight++
+        pe.fullBio = command.bio as SnapshotWriteBio
+        s.cow.write(command.newChunk * s.chunkBytes, pe.fullBio.data).then(
+          () => this.#copyDone({ snapshot: s, pe }, true), () => this.#copyDone({ snapshot: s, pe }, false))
+        return
+      case 'hold-origin-write':
+        if (this.#faults.originWriteBeforeCommit) return
+        pe.originBios.push(command.bio as OriginWriteBio)
+        this.#heldNow = true
+        return
+      case 'hold-snapshot-write':
+        pe.snapshotBios.push(command.bio as SnapshotWriteBio)
+        return
+      case 'commit':
+        if (this.#faults.commitOutOfOrder) return this.#commit(s, pe, command.copyOk)
+        for (const ready of s.copyFinished(pe, command.copyOk)) this.#commit(s, ready, ready.copyOk)
+        return
+      case 'insert-completed':
+        if (!this.#faults.insertAfterDrain) s.completed.set(command.oldChunk, command.newChunk)
+        if (this.#faults.removePendingBeforeDrain) this.#removePending(s, pe)
+        return
+      case 'remove-pending':
+        this.#removePending(s, pe)
+        return
+      case 'release':
+        if (this.#faults.insertAfterDrain) s.completed.set(command.oldChunk, command.newChunk)
+        return this.#release(s, pe)
+      case 'fail-held':
+        return this.#failHeld(s, pe)
+      case 'invalidate':
+        return this.invalidate(s, command.reason)
+      case 'overflow':
+        s.overflowed = true
+        return
+    }
+  }
+
+  #removePending(s: SnapshotCore, pe: PendingException): void {
+    pe.removed = true
+    if (s.pending.get(pe.oldChunk) === pe) s.pending.delete(pe.oldChunk)
+  }
+
+  #startCopies(jobs: CopyJob[]): void {
+    void copyChunks(this.origin, jobs, (job, ok) => this.#copyDone(job, ok))
+  }
+
+  #copyDone(job: CopyJob, ok: boolean): void {
+    job.snapshot.copiesInFlight--
+    this.events$.next({ type: 'copy-done', snapshotId: job.snapshot.id, oldChunk: job.pe.oldChunk, ok })
+    this.admission.wake()
+  }
+
+  #commit(s: SnapshotCore, pe: PendingException, copyOk: boolean): void {
+    s.store.commit(pe.oldChunk, pe.newChunk!, copyOk).then(
+      (ok) => this.events$.next({ type: 'commit-done', snapshotId: s.id, oldChunk: pe.oldChunk, ok }),
+      () => this.events$.next({ type: 'commit-done', snapshotId: s.id, oldChunk: pe.oldChunk, ok: false }))
+  }
+
+  /** Row 12: acknowledge the full-chunk write, submit held snapshot writes, re-run origin writes. */
+  #release(s: SnapshotCore, pe: PendingException): void {
+    const base = pe.newChunk! * s.chunkBytes
+    pe.fullBio?.done()
+    for (const bio of pe.snapshotBios.splice(0)) {
+      s.cow.write(base + (bio.offset - pe.oldChunk * s.chunkBytes), bio.data).then(() => bio.done(), (e: Error) => bio.done(e))
+    }
+    for (const bio of pe.originBios.splice(0)) this.#runOriginWrite(bio)
+  }
+
+  /** Row 13: fail what waited to be written into the snapshot; origin writes go round again. */
+  #failHeld(s: SnapshotCore, pe: PendingException): void {
+    pe.fullBio?.done(invalidError(s))
+    for (const bio of pe.snapshotBios.splice(0)) bio.done(invalidError(s))
+    for (const bio of pe.originBios.splice(0)) this.#runOriginWrite(bio)
+  }
+
+  /** Spec §13: Invalid for good; the persistent header says so before origin writes go on. */
+  invalidate(s: SnapshotCore, reason: string): void {
+    if (!s.valid) return
+    s.valid = false
+    s.invalidReason = reason
+    const written: Promise<void> = s.store.invalidate().catch(() => undefined)
+      .then(() => { this.#invalidations.delete(written) })
+    this.#invalidations.add(written)
+    s.invalidation = written
+  }
+
+  // ---- events (architecture rule 1) ----
+
+  #react(event: CoreEvent): void {
+    const s = this.#byId.get(event.snapshotId)
+    const pe = s?.live.get(event.oldChunk)
+    if (s === undefined || pe === undefined) return
+    switch (event.type) {
+      case 'copy-done':
+        return this.#send(s, pe, { type: 'copy-done', ok: event.ok })
+      case 'commit-done':
+        return this.#send(s, pe, { type: 'commit-done', ok: event.ok && s.valid, readers: s.reads.count(event.oldChunk) })
+      case 'read-drained':
+        if (pe.state === 'CompletedWithReaders') this.#send(s, pe, { type: 'read-drained' })
+        return
+    }
+  }
+}
+
+/** Waits for every piece, then rethrows the first failure (no piece is left running). */
+async function settleAll(pieces: Array<Promise<void>>): Promise<void> {
+  if (pieces.length === 1) return pieces[0]
+  const results = await Promise.allSettled(pieces)
+  for (const r of results) if (r.status === 'rejected') throw r.reason
+}
+
+export function invalidError(s: SnapshotCore): SnapcowError {
+  return new SnapcowError('SNAPCOW_INVALID',
+    `snapshot ${s.id} is invalid (${s.invalidReason ?? 'its store says so'}): its reads and writes fail`)
+}
+
+export function overflowError(s: SnapshotCore): SnapcowError {
+  return new SnapcowError('SNAPCOW_OVERFLOW',
+    `snapshot ${s.id} has overflowed (its COW device is full): writes fail, reads still work`)
+}

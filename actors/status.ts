@@ -1,0 +1,22 @@
+// actors/status.ts: a snapshot's status as `dmsetup status` prints it (spec §14, §18).
+import type { SnapshotCore } from './snapshot-core.js'
+
+/** api.md SnapshotStatus. */
+export interface SnapshotStatus {
+  state: 'active' | 'invalid' | 'overflow' | 'merging' | 'merged' | 'merge-failed'
+  allocatedSectors: number
+  totalSectors: number
+  metadataSectors: number
+  /** Exactly what `dmsetup status` prints for the same target. */
+  line: string
+}
+
+export function snapshotStatus(s: SnapshotCore, volumeSectors: number): SnapshotStatus {
+  const usage = s.store.usage()
+  const numbers = { allocatedSectors: usage.allocatedSectors, totalSectors: usage.totalSectors, metadataSectors: usage.metadataSectors }
+  // The first word that applies (§14): Invalid, then Overflow, then the usage.
+  const [state, word] = !s.valid ? ['invalid', 'Invalid'] as const
+    : s.overflowed ? ['overflow', 'Overflow'] as const
+    : ['active', `${usage.allocatedSectors}/${usage.totalSectors} ${usage.metadataSectors}`] as const
+  return { state, ...numbers, line: `0 ${volumeSectors} snapshot ${word}` }
+}

@@ -1,0 +1,139 @@
+// machines/chunk.ts: the lifecycle of one exception of one snapshot (spec §3, §4; kernel
+// commit 65fc7c37's states A–D). Pure: it only assigns and emits commands; the engine
+// (actors/) does the I/O and answers with events. Rows cite the table of spec §4.
+import { and, assign, emit, setup } from 'xstate'
+import type { NewChunk, OldChunk } from '../io/units.js'
+
+/** The four states, as `chunkState()` reports them. */
+export type ChunkStateName = 'None' | 'Pending' | 'CompletedWithReaders' | 'Completed'
+
+/** What the machine is given when the engine creates it (lazily, on a chunk's first write). */
+export interface ChunkInput {
+  snapshotId: string
+  oldChunk: OldChunk
+}
+
+export interface ChunkContext extends ChunkInput {
+  /** The COW chunk, once allocated (0 before: chunk 0 is never a persistent data chunk). */
+  newChunk: NewChunk | undefined
+  /** Snapshot reads still in flight to the origin for this chunk, when the commit finished. */
+  readers: number
+}
+
+/** An opaque request the machine may hold; the engine owns it. */
+export type HeldBio = { readonly id: number }
+
+/**
+ * Events. `newChunk` on a write in None is the engine's allocation (undefined: no room).
+ * `ok` on commit-done is false when the copy, the commit or the snapshot failed (row 13).
+ */
+export type ChunkEvent =
+  | { type: 'origin-write'; bio?: HeldBio; newChunk?: NewChunk }
+  | { type: 'snapshot-write'; bio: HeldBio; newChunk?: NewChunk; wholeChunk: boolean; overflowAllowed: boolean }
+  | { type: 'copy-done'; ok: boolean }
+  | { type: 'commit-done'; ok: boolean; readers: number }
+  | { type: 'read-drained' }
+
+/** Commands the machine emits; the engine carries each one out. */
+export type ChunkCommand =
+  | { type: 'copy'; oldChunk: OldChunk; newChunk: NewChunk }
+  | { type: 'write-full'; bio: HeldBio; newChunk: NewChunk }
+  | { type: 'hold-origin-write'; bio: HeldBio }
+  | { type: 'hold-snapshot-write'; bio: HeldBio }
+  | { type: 'commit'; oldChunk: OldChunk; newChunk: NewChunk; copyOk: boolean }
+  | { type: 'insert-completed'; oldChunk: OldChunk; newChunk: NewChunk }
+  | { type: 'remove-pending'; oldChunk: OldChunk }
+  /** Row 12: acknowledge the full-chunk write, submit held snapshot writes, re-run held origin writes. */
+  | { type: 'release'; oldChunk: OldChunk; newChunk: NewChunk }
+  /** Row 13: fail the full-chunk write and held snapshot writes; re-run held origin writes. */
+  | { type: 'fail-held'; oldChunk: OldChunk }
+  | { type: 'invalidate'; reason: string }
+  | { type: 'overflow' }
+
+const allocatedChunk = (c: ChunkContext): NewChunk => {
+  if (c.newChunk === undefined) throw new Error(`chunk ${c.oldChunk} of ${c.snapshotId} has no COW chunk`)
+  return c.newChunk
+}
+
+/**
+ * The chunk machine. Created by the engine when a chunk leaves None; stopped when it is
+ * Completed (the exception is then a table entry) or back in None (it failed).
+ * @example
+ * const actor = createActor(chunkMachine, { input: { snapshotId: 's1', oldChunk: asOldChunk(5) } })
+ * actor.on('*', (command) => engine.carryOut(command))
+ * actor.start().send({ type: 'origin-write', newChunk: asNewChunk(2) })
+ */
+export const chunkMachine = setup({
+  types: {} as { context: ChunkContext; input: ChunkInput; events: ChunkEvent; emitted: ChunkCommand },
+  guards: {
+    allocated: ({ event }) => 'newChunk' in event && event.newChunk !== undefined,
+    wholeChunk: ({ event }) => event.type === 'snapshot-write' && event.wholeChunk,
+    overflowAllowed: ({ event }) => event.type === 'snapshot-write' && event.overflowAllowed,
+    committed: ({ event }) => event.type === 'commit-done' && event.ok,
+    noReaders: ({ context }) => context.readers === 0,
+    holdsBio: ({ event }) => 'bio' in event && event.bio !== undefined,
+  },
+  actions: {
+    allocate: assign({ newChunk: ({ event }) => ('newChunk' in event ? event.newChunk : undefined) }),
+    copy: emit(({ context: c }) => ({ type: 'copy' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c) })),
+    writeFull: emit(({ context: c, event }) =>
+      ({ type: 'write-full' as const, bio: (event as { bio: HeldBio }).bio, newChunk: allocatedChunk(c) })),
+    holdOriginWrite: emit(({ event }) => ({ type: 'hold-origin-write' as const, bio: (event as { bio: HeldBio }).bio })),
+    holdSnapshotWrite: emit(({ event }) => ({ type: 'hold-snapshot-write' as const, bio: (event as { bio: HeldBio }).bio })),
+    commit: emit(({ context: c, event }) => ({
+      type: 'commit' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c),
+      copyOk: event.type === 'copy-done' && event.ok,
+    })),
+    countReaders: assign({ readers: ({ event }) => (event.type === 'commit-done' ? event.readers : 0) }),
+    insertCompleted: emit(({ context: c }) => ({ type: 'insert-completed' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c) })),
+    removePending: emit(({ context: c }) => ({ type: 'remove-pending' as const, oldChunk: c.oldChunk })),
+    release: emit(({ context: c }) => ({ type: 'release' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c) })),
+    failHeld: emit(({ context: c }) => ({ type: 'fail-held' as const, oldChunk: c.oldChunk })),
+    invalidateNoRoom: emit({ type: 'invalidate' as const, reason: 'Unable to allocate exception.' }),
+    invalidateFailed: emit({ type: 'invalidate' as const, reason: 'Error reading/writing.' }),
+    overflow: emit({ type: 'overflow' as const }),
+  },
+}).createMachine({
+  id: 'chunk',
+  initial: 'None',
+  context: ({ input }) => ({ ...input, newChunk: undefined, readers: 0 }),
+  states: {
+    None: {
+      on: {
+        'origin-write': [
+          // row 1: the write waits here unless another snapshot already holds it (then no bio)
+          { guard: and(['allocated', 'holdsBio']), target: 'Pending', actions: ['allocate', 'holdOriginWrite', 'copy'] },
+          { guard: 'allocated', target: 'Pending', actions: ['allocate', 'copy'] },
+          { actions: 'invalidateNoRoom' }, // row 2
+        ],
+        'snapshot-write': [
+          { guard: and(['allocated', 'wholeChunk']), target: 'Pending', actions: ['allocate', 'writeFull'] }, // row 3
+          { guard: 'allocated', target: 'Pending', actions: ['allocate', 'holdSnapshotWrite', 'copy'] }, // row 4
+          { guard: 'overflowAllowed', actions: 'overflow' }, // row 5, store PO
+          { actions: 'invalidateNoRoom' }, // row 5
+        ],
+      },
+    },
+    Pending: {
+      on: {
+        'origin-write': { guard: 'holdsBio', actions: 'holdOriginWrite' }, // row 7
+        'snapshot-write': { actions: 'holdSnapshotWrite' }, // row 8
+        'copy-done': { actions: 'commit' }, // row 9: the engine commits in allocation order
+        'commit-done': [
+          { guard: 'committed', target: 'CompletedWithReaders', actions: ['countReaders', 'insertCompleted'] }, // row 10
+          { target: 'None', actions: ['invalidateFailed', 'removePending', 'failHeld'] }, // row 13
+        ],
+      },
+    },
+    CompletedWithReaders: {
+      always: { guard: 'noReaders', target: 'Completed' }, // row 11
+      on: {
+        'read-drained': { target: 'Completed' }, // row 12
+        'origin-write': { guard: 'holdsBio', actions: 'holdOriginWrite' }, // row 15
+      },
+    },
+    Completed: {
+      entry: ['removePending', 'release'], // row 12: the exception is now only a table entry
+    },
+  },
+})
