@@ -204,7 +204,7 @@ export class Engine {
     try {
       await this.origin.read(offset, into)
     } finally {
-      if (s.reads.untrack(chunk) && s.pending.get(chunk)?.state === 'CompletedWithReaders') {
+      if (s.reads.untrack(chunk) && s.live.get(chunk)?.state === 'CompletedWithReaders') {
         this.events$.next({ type: 'read-drained', snapshotId: s.id, oldChunk: chunk })
       }
     }
