@@ -3,6 +3,7 @@
 // Pending or CompletedWithReaders; a Completed chunk is one completed-table entry.
 import type { Actor } from 'xstate'
 import type { chunkMachine, ChunkStateName } from '../machines/chunk.js'
+import { chunkStateName } from '../machines/chunk.js'
 import type { NewChunk, OldChunk } from '../io/units.js'
 import type { OriginWriteBio, SnapshotWriteBio } from './bio.js'
 
@@ -21,6 +22,6 @@ export class PendingException {
   constructor(readonly oldChunk: OldChunk, readonly actor: Actor<typeof chunkMachine>) {}
 
   get state(): ChunkStateName {
-    return this.actor.getSnapshot().value as ChunkStateName
+    return chunkStateName(this.actor.getSnapshot().value)
   }
 }

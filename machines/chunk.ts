@@ -4,8 +4,12 @@
 import { and, assign, emit, setup } from 'xstate'
 import type { NewChunk, OldChunk } from '../io/units.js'
 
-/** The four states, as `chunkState()` reports them. */
+/** The four states, as `chunkState()` reports them (Pending's substates are not told apart). */
 export type ChunkStateName = 'None' | 'Pending' | 'CompletedWithReaders' | 'Completed'
+
+/** The top-level state of a chunk machine snapshot value. */
+export const chunkStateName = (value: unknown): ChunkStateName =>
+  (typeof value === 'string' ? value : Object.keys(value as object)[0]) as ChunkStateName
 
 /** What the machine is given when the engine creates it (lazily, on a chunk's first write). */
 export interface ChunkInput {
@@ -18,6 +22,8 @@ export interface ChunkContext extends ChunkInput {
   newChunk: NewChunk | undefined
   /** Snapshot reads still in flight to the origin for this chunk, when the commit finished. */
   readers: number
+  /** Whether the copy (or the full-chunk write) succeeded. */
+  copyOk: boolean
 }
 
 /** An opaque request the machine may hold; the engine owns it. */
@@ -69,12 +75,12 @@ export const chunkMachine = setup({
     allocated: ({ event }) => 'newChunk' in event && event.newChunk !== undefined,
     wholeChunk: ({ event }) => event.type === 'snapshot-write' && event.wholeChunk,
     overflowAllowed: ({ event }) => event.type === 'snapshot-write' && event.overflowAllowed,
-    committed: ({ event }) => event.type === 'commit-done' && event.ok,
+    committed: ({ context, event }) => event.type === 'commit-done' && event.ok && context.copyOk,
     noReaders: ({ context }) => context.readers === 0,
     holdsBio: ({ event }) => 'bio' in event && event.bio !== undefined,
   },
   actions: {
-    allocate: assign({ newChunk: ({ event }) => ('newChunk' in event ? event.newChunk : undefined) }),
+    allocate: assign({ newChunk: ({ event }) => ('newChunk' in event ? event.newChunk : undefined), copyOk: false, readers: 0 }),
     copy: emit(({ context: c }) => ({ type: 'copy' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c) })),
     writeFull: emit(({ context: c, event }) =>
       ({ type: 'write-full' as const, bio: (event as { bio: HeldBio }).bio, newChunk: allocatedChunk(c) })),
@@ -84,6 +90,7 @@ export const chunkMachine = setup({
       type: 'commit' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c),
       copyOk: event.type === 'copy-done' && event.ok,
     })),
+    recordCopy: assign({ copyOk: ({ event }) => event.type === 'copy-done' && event.ok }),
     countReaders: assign({ readers: ({ event }) => (event.type === 'commit-done' ? event.readers : 0) }),
     insertCompleted: emit(({ context: c }) => ({ type: 'insert-completed' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c) })),
     removePending: emit(({ context: c }) => ({ type: 'remove-pending' as const, oldChunk: c.oldChunk })),
@@ -96,7 +103,7 @@ export const chunkMachine = setup({
 }).createMachine({
   id: 'chunk',
   initial: 'None',
-  context: ({ input }) => ({ ...input, newChunk: undefined, readers: 0 }),
+  context: ({ input }) => ({ ...input, newChunk: undefined, readers: 0, copyOk: false }),
   states: {
     None: {
       on: {
@@ -115,14 +122,23 @@ export const chunkMachine = setup({
       },
     },
     Pending: {
+      initial: 'copying',
       on: {
         'origin-write': { guard: 'holdsBio', actions: 'holdOriginWrite' }, // row 7
         'snapshot-write': { actions: 'holdSnapshotWrite' }, // row 8
-        'copy-done': { actions: 'commit' }, // row 9: the engine commits in allocation order
-        'commit-done': [
-          { guard: 'committed', target: 'CompletedWithReaders', actions: ['countReaders', 'insertCompleted'] }, // row 10
-          { target: 'None', actions: ['invalidateFailed', 'removePending', 'failHeld'] }, // row 13
-        ],
+      },
+      states: {
+        copying: {
+          on: { 'copy-done': { target: 'committing', actions: ['recordCopy', 'commit'] } }, // row 9: the engine commits in allocation order
+        },
+        committing: {
+          on: {
+            'commit-done': [
+              { guard: 'committed', target: '#chunk.CompletedWithReaders', actions: ['countReaders', 'insertCompleted'] }, // row 10
+              { target: '#chunk.None', actions: ['invalidateFailed', 'removePending', 'failHeld'] }, // row 13
+            ],
+          },
+        },
       },
     },
     CompletedWithReaders: {

@@ -7,6 +7,8 @@ export interface ParkedOp {
   offset: number
   length: number
   release(): void
+  /** Completes the request with an I/O error, without any effect. */
+  fail(): void
 }
 
 export class ControlledDevice implements BlockDevice {
@@ -65,6 +67,10 @@ export class ControlledDevice implements BlockDevice {
         release: () => {
           this.parked.splice(this.parked.indexOf(parked), 1)
           run().then(resolve, reject)
+        },
+        fail: () => {
+          this.parked.splice(this.parked.indexOf(parked), 1)
+          reject(new Error(`${this.name}: injected ${op} error at ${offset}`))
         },
       }
       this.parked.push(parked)
