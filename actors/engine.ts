@@ -98,6 +98,9 @@ export class Engine {
       let step = 0
       for (const s of this.#snapshots) if (s.participates && (step === 0 || s.chunkBytes < step)) step = s.chunkBytes
       if (step === 0) return await this.origin.write(offset, data)
+      if (Math.floor(offset / step) === Math.floor((offset + data.length - 1) / step)) {
+        return await this.#originPiece(asByteOffset(offset), data) // one piece: no split, no array
+      }
       const pieces: Array<Promise<void>> = []
       for (let at = offset; at < offset + data.length;) {
         const end = Math.min(offset + data.length, (Math.floor(at / step) + 1) * step)
@@ -184,6 +187,9 @@ export class Engine {
   // ---- snapshot I/O (spec §5.3, §5.4) ----
 
   async readSnapshot(s: SnapshotCore, offset: number, into: Uint8Array): Promise<void> {
+    if (Math.floor(offset / s.chunkBytes) === Math.floor((offset + into.length - 1) / s.chunkBytes)) {
+      return this.#readSnapshotPiece(s, offset, into)
+    }
     const pieces: Array<Promise<void>> = []
     for (let at = offset; at < offset + into.length;) {
       const end = Math.min(offset + into.length, (Math.floor(at / s.chunkBytes) + 1) * s.chunkBytes)
