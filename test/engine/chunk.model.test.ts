@@ -95,7 +95,7 @@ function paths(): ChunkEvent[][] {
   for (const path of found) {
     const events: ChunkEvent[] = []
     for (const step of path.steps) {
-      if (step.event.type === 'xstate.init') continue
+      if ((step.event.type as string) === 'xstate.init') continue
       events.push(step.event as ChunkEvent)
       if (ends(step.event as ChunkEvent)) break
     }
