@@ -54,6 +54,7 @@ export class Engine {
   #passCopies: CopyJob[] | undefined
   /** Header rewrites of invalidations not yet durable (origin writes wait for them). */
   readonly #invalidations = new Set<Promise<void>>()
+  readonly #finishedWaiters: Array<() => void> = []
   /** Set when a command of the current send held the origin bio. */
   #heldNow = false
 
@@ -96,7 +97,9 @@ export class Engine {
     this.admission.originWriteStarted()
     try {
       let step = 0
-      for (const s of this.#snapshots) if (s.participates && (step === 0 || s.chunkBytes < step)) step = s.chunkBytes
+      for (const s of this.#snapshots) {
+        if ((s.participates || s.redirectsOrigin) && (step === 0 || s.chunkBytes < step)) step = s.chunkBytes
+      }
       if (step === 0) return await this.origin.write(offset, data)
       if (Math.floor(offset / step) === Math.floor((offset + data.length - 1) / step)) {
         return await this.#originPiece(asByteOffset(offset), data) // one piece: no split, no array
@@ -114,11 +117,74 @@ export class Engine {
   }
 
   #originPiece(offset: ByteOffset, data: Uint8Array): Promise<void> {
+    const merging = this.#merging
+    if (merging?.redirectsOrigin) {
+      const chunk = merging.chunkOf(offset)
+      const newChunk = merging.completed.get(chunk)
+      if (newChunk !== undefined) return this.#writeMergingChunk(merging, chunk, newChunk, offset, data)
+    }
     if (this.#everySnapshotSafe(offset)) return this.origin.write(offset, data) // the hot path
     return new Promise((resolve, reject) => {
       this.#runOriginWrite({ kind: 'origin-write', id: newBioId(), offset, data,
         done: (error) => (error === undefined ? resolve() : reject(error)) })
     })
+  }
+
+  /** The snapshot being merged into the origin, if any (one per origin, spec §15). */
+  get #merging(): SnapshotCore | undefined {
+    for (const s of this.#snapshots) if (s.merge !== undefined && s.merge.status !== 'merged') return s
+    return undefined
+  }
+
+  /** Public view of the merging snapshot, for merge() and the volumes. */
+  get merging(): SnapshotCore | undefined {
+    return this.#merging
+  }
+
+  /**
+   * Spec §12, a write to the merging volume where the chunk still has an exception: held if
+   * the chunk is in the batch being merged, else written to the COW and tracked.
+   */
+  #writeMergingChunk(s: SnapshotCore, chunk: OldChunk, newChunk: number, offset: ByteOffset, data: Uint8Array): Promise<void> {
+    const merge = s.merge!
+    if (chunk >= merge.batchFirst && chunk < merge.batchFirst + merge.batchCount) {
+      return new Promise((resolve, reject) => {
+        merge.held.push({ kind: 'origin-write', id: newBioId(), offset, data,
+          done: (error) => (error === undefined ? resolve() : reject(error)) })
+      })
+    }
+    s.reads.track(chunk)
+    return s.cow.write(newChunk * s.chunkBytes + (offset - chunk * s.chunkBytes), data).finally(() => {
+      s.reads.untrack(chunk)
+      for (const wake of merge.drainWaiters.splice(0)) wake()
+    })
+  }
+
+  /** Origin reads: straight to the device (§5.1), or as the merging volume reads (§12). */
+  async readOrigin(offset: number, into: Uint8Array): Promise<void> {
+    const s = this.#merging
+    if (s === undefined || !s.redirectsOrigin) return this.origin.read(offset, into)
+    const pieces: Array<Promise<void>> = []
+    for (let at = offset; at < offset + into.length;) {
+      const end = Math.min(offset + into.length, (Math.floor(at / s.chunkBytes) + 1) * s.chunkBytes)
+      const piece = into.subarray(at - offset, end - offset)
+      const chunk = s.chunkOf(at)
+      const newChunk = s.completed.get(chunk)
+      pieces.push(newChunk === undefined ? this.origin.read(at, piece)
+        : s.cow.read(newChunk * s.chunkBytes + (at - chunk * s.chunkBytes), piece))
+      at = end
+    }
+    await settleAll(pieces)
+  }
+
+  /** Resolves the next time any exception of any snapshot finishes (merge waits on it, §12 step 3). */
+  exceptionFinished(): Promise<void> {
+    return new Promise((resolve) => this.#finishedWaiters.push(resolve))
+  }
+
+  /** @internal Re-runs an origin write through the protocol (a held merge write, released). */
+  resubmitOriginWrite(bio: OriginWriteBio): void {
+    this.#runOriginWrite(bio)
   }
 
   /** True when every participating snapshot has the chunk in Completed (state D). */
@@ -277,6 +343,7 @@ export class Engine {
     pe.actor.stop() // None (failed or no room) or Completed: no live actor (architecture rule 3)
     if (s.live.get(pe.oldChunk) === pe) s.live.delete(pe.oldChunk)
     s.settled()
+    for (const wake of this.#finishedWaiters.splice(0)) wake()
   }
 
   #carryOut(s: SnapshotCore, pe: PendingException, command: ChunkCommand): void {

@@ -100,7 +100,7 @@ export class Origin extends DeviceBase {
   }
 
   protected override _read(offset: ByteOffset, into: Uint8Array): Promise<void> {
-    return this.device.read(offset, into) // spec §5.1: never delayed, never tracked
+    return this.#engine.readOrigin(offset, into) // spec §5.1 (straight to the device), or §12 while merging
   }
 
   protected override _write(offset: ByteOffset, data: Uint8Array): Promise<void> {

@@ -7,9 +7,22 @@ import type { ExceptionStore } from '../io/exception-store.js'
 import type { ChunkSectors, NewChunk, OldChunk } from '../io/units.js'
 import { asOldChunk, SECTOR_BYTES } from '../io/units.js'
 import type { ChunkStateName } from '../machines/chunk.js'
+import type { OriginWriteBio } from './bio.js'
 import type { PendingException } from './chunk-pending.js'
 import { CompletedTable } from './completed-table.js'
 import { ReadTracker } from './read-tracker.js'
+
+/** A merge in progress (spec §12). */
+export interface MergeState {
+  status: 'merging' | 'merged' | 'merge-failed'
+  /** The batch being merged: origin chunks [first, first + count). Writes to it are held. */
+  batchFirst: number
+  batchCount: number
+  /** Writes to the batch, released to the origin once the batch is committed. */
+  readonly held: OriginWriteBio[]
+  /** Resolvers waiting for tracked COW writes of the batch to finish (step 5). */
+  readonly drainWaiters: Array<() => void>
+}
 
 export class SnapshotCore {
   readonly chunkBytes: number
@@ -30,6 +43,8 @@ export class SnapshotCore {
   /** Why it became invalid, for errors and status. */
   invalidReason: string | undefined
   copiesInFlight = 0
+  /** Set once merge() has taken this snapshot over as the origin's merging volume (spec §12). */
+  merge: MergeState | undefined
   #nextSequence = 0
   #commitSequence = 0
   readonly #copiedOutOfOrder = new Map<number, PendingException>()
@@ -55,7 +70,12 @@ export class SnapshotCore {
 
   /** Takes part in origin writes (spec §5.2 step 1). */
   get participates(): boolean {
-    return this.valid && !this.detached
+    return this.valid && !this.detached && this.merge === undefined
+  }
+
+  /** True while this snapshot's COW stands in for the origin (merging or merge failed). */
+  get redirectsOrigin(): boolean {
+    return this.merge !== undefined && this.merge.status !== 'merged' && this.valid
   }
 
   stateOf(chunk: number): ChunkStateName {

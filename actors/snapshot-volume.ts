@@ -10,6 +10,10 @@ import type { Engine } from './engine.js'
 import type { SnapshotCore } from './snapshot-core.js'
 import type { SnapshotStatus } from './status.js'
 import { snapshotStatus } from './status.js'
+import { PersistentStore } from '../io/cow-format/persistent-store.js'
+import { invalidError } from './engine.js'
+import type { MergeOptions } from './merger.js'
+import { failHeldWrites, runMerge } from './merger.js'
 
 /**
  * A snapshot of an origin: reads show the origin as it was when the snapshot was created,
@@ -24,6 +28,8 @@ export class Snapshot extends DeviceBase {
   /** Chunk size in bytes. */
   readonly chunkSize: number
   #dropping: Promise<void> | undefined
+  #merging: Promise<void> | undefined
+  #mergedAway = false
 
   /** @internal */
   constructor(private readonly engine: Engine, private readonly core: SnapshotCore, size: number,
@@ -60,8 +66,59 @@ export class Snapshot extends DeviceBase {
     return this.#dropping
   }
 
+  /**
+   * Merges the snapshot into its origin (spec §12), online: origin I/O and the other snapshots
+   * keep working, and while it runs the origin (and this volume) read as the snapshot does.
+   * Resolves when the origin holds the snapshot's content and the COW's table is empty; the
+   * snapshot is then `merged` and detached. Stopped by `signal` between batches, it rejects
+   * and stays `merging`: call merge() again (or loadSnapshot, then merge(), after a restart)
+   * to go on from the on-disk table.
+   * @example
+   * await snapshot.merge({ onProgress: ({ merged, total }) => console.log(`${merged}/${total}`) })
+   */
+  merge(options: MergeOptions = {}): Promise<void> {
+    this.#merging ??= this.#runMerge(options).finally(() => { this.#merging = undefined })
+    return this.#merging
+  }
+
+  async #runMerge(options: MergeOptions): Promise<void> {
+    this.#checkAttached()
+    const core = this.core
+    if (!(core.store instanceof PersistentStore)) throw new TypeError('a transient snapshot (N) cannot be merged: it has no store to merge from')
+    if (!core.valid) throw invalidError(core)
+    const other = this.engine.merging
+    if (other !== undefined && other !== core) {
+      throw new SnapcowError('SNAPCOW_MERGING', `snapshot ${other.id} of this origin is being merged already: one merge at a time`)
+    }
+    if (core.merge === undefined) {
+      // The handover (spec §17): no origin write and none of this snapshot's exceptions in flight.
+      await this.engine.admission.quiesce()
+      try {
+        await core.whenQuiet()
+        core.merge = { status: 'merging', batchFirst: 0, batchCount: 0, held: [], drainWaiters: [] }
+      } finally {
+        this.engine.admission.resume()
+      }
+    }
+    core.merge.status = 'merging'
+    try {
+      await runMerge(this.engine, core, core.store, options)
+    } catch (error) {
+      if (!(options.signal?.aborted ?? false)) {
+        core.merge.status = 'merge-failed'
+        failHeldWrites(core, new SnapcowError('SNAPCOW_MERGE_FAILED', `merging snapshot ${this.id} failed: ${String(error)}`, { cause: error }))
+      }
+      throw error
+    }
+    core.merge.status = 'merged'
+    this.#mergedAway = true
+    this.engine.detach(core)
+    this.onDetached(this)
+  }
+
   protected override async _read(offset: ByteOffset, into: Uint8Array): Promise<void> {
     this.#checkAttached()
+    if (this.core.merge !== undefined) return this.engine.readOrigin(offset, into) // the merging volume
     this.core.ioInFlight++
     try {
       await this.engine.readSnapshot(this.core, offset, into)
@@ -73,6 +130,7 @@ export class Snapshot extends DeviceBase {
 
   protected override async _write(offset: ByteOffset, data: Uint8Array): Promise<void> {
     this.#checkAttached()
+    if (this.core.merge !== undefined) return this.engine.writeOrigin(offset, data) // the merging volume
     this.core.ioInFlight++
     try {
       await this.engine.writeSnapshot(this.core, offset, data)
@@ -93,6 +151,7 @@ export class Snapshot extends DeviceBase {
   }
 
   #checkAttached(): void {
+    if (this.#mergedAway) throw new SnapcowError('SNAPCOW_DETACHED', `snapshot ${this.id} has been merged into its origin: read the origin`)
     if (this.#dropping !== undefined) {
       throw new SnapcowError('SNAPCOW_DETACHED', `snapshot ${this.id} has been dropped: its reads and writes fail`)
     }

@@ -14,9 +14,12 @@ export interface SnapshotStatus {
 export function snapshotStatus(s: SnapshotCore, volumeSectors: number): SnapshotStatus {
   const usage = s.store.usage()
   const numbers = { allocatedSectors: usage.allocatedSectors, totalSectors: usage.totalSectors, metadataSectors: usage.metadataSectors }
-  // The first word that applies (§14): Invalid, then Overflow, then the usage.
+  const merge = s.merge?.status
+  const target = merge === undefined ? 'snapshot' : 'snapshot-merge' // a merging snapshot is a snapshot-merge target
+  // The first word that applies (§14): Invalid, Merge failed, Overflow, then the usage.
   const [state, word] = !s.valid ? ['invalid', 'Invalid'] as const
+    : merge === 'merge-failed' ? ['merge-failed', 'Merge failed'] as const
     : s.overflowed ? ['overflow', 'Overflow'] as const
-    : ['active', `${usage.allocatedSectors}/${usage.totalSectors} ${usage.metadataSectors}`] as const
-  return { state, ...numbers, line: `0 ${volumeSectors} snapshot ${word}` }
+    : [merge ?? 'active', `${usage.allocatedSectors}/${usage.totalSectors} ${usage.metadataSectors}`] as const
+  return { state, ...numbers, line: `0 ${volumeSectors} ${target} ${word}` }
 }

@@ -17,6 +17,8 @@ export type SnapcowErrorCode =
   | 'SNAPCOW_OVERFLOW'
   | 'SNAPCOW_DETACHED'
   | 'SNAPCOW_STORE_EXISTS'
+  | 'SNAPCOW_MERGING'
+  | 'SNAPCOW_MERGE_FAILED'
 
 /**
  * An operational failure with a stable `code`.
