@@ -112,3 +112,34 @@ test('origin I/O and another snapshot keep working during a merge; the other nev
   expect(Buffer.from(await readAll(origin)).equals(expected)).toBe(true)
   expect(sha256(await readAll(other))).toBe(otherBefore)
 })
+
+test('an error stops the merge: Merge failed, held writes fail clearly, I/O goes on as §12 says', async () => {
+  const { ControlledDevice, settle } = await import('../support/controlled-device.js')
+  const originDevice = MemoryDevice.from(originAfter())
+  const cow = new ControlledDevice(MemoryDevice.from(vector.cow()), 'cow')
+  cow.passThrough = () => true
+  const origin = await openOrigin(originDevice)
+  const snapshot = await origin.loadSnapshot(cow)
+  const before = Buffer.from(await readAll(snapshot))
+  // The last record of the table is the first batch's last chunk.
+  const table = (await import('../../io/cow-format/read-cow-store.js'))
+  const [lastOld, lastNew] = (await table.readCowStore(cow.inner)).exceptions.at(-1)!
+  cow.passThrough = (op, offset) => !(op === 'read' && offset <= lastNew * 4096 && offset > 2 * 4096) // park the batch copy's read
+  const merge = snapshot.merge()
+  await settle()
+  const parked = cow.find('read')
+  expect(parked.length).toBe(1)
+  const held = origin.write(lastOld * 4096, new Uint8Array(4096).fill(9)) // into the batch: held
+  await settle()
+  parked[0]!.fail()
+  await expect(merge).rejects.toThrow()
+  await expect(held).rejects.toMatchObject({ code: 'SNAPCOW_MERGE_FAILED' })
+  expect(snapshot.status().state).toBe('merge-failed')
+  expect(snapshot.status().line).toBe(`0 ${m.origin.sectors} snapshot-merge Merge failed`)
+  cow.passThrough = () => true
+  expect(Buffer.from(await readAll(origin)).equals(before)).toBe(true) // still the snapshot's content
+  await origin.write(0, new Uint8Array(4096).fill(7)) // and writes work
+  const first = new Uint8Array(4096)
+  await origin.read(0, first)
+  expect(first[0]).toBe(7)
+})
