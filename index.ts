@@ -7,6 +7,7 @@ export { Snapshot } from './actors/snapshot-volume.js'
 export type { SnapshotStatus } from './actors/status.js'
 export type { CreateSnapshotOptions } from './actors/snapshot-options.js'
 export type { CoreEvent } from './actors/events.js'
+export type { MergeOptions } from './actors/merger.js'
 
 // Chunk machine (XState v5)
 export { chunkMachine } from './machines/chunk.js'
