@@ -57,7 +57,7 @@ export class Origin extends DeviceBase {
    */
   async createSnapshot(cow: BlockDevice, options: CreateSnapshotOptions = {}): Promise<Snapshot> {
     this.#checkOpen()
-    checkCowDevice(cow, this.device, this.#engine.snapshots.map((s) => s.cow))
+    this.#checkCow(cow)
     const checked = checkSnapshotOptions(options)
     let store: ExceptionStore
     if (checked.persistent) {
@@ -79,7 +79,7 @@ export class Origin extends DeviceBase {
    */
   async loadSnapshot(cow: BlockDevice, options: { overflow?: boolean } = {}): Promise<Snapshot> {
     this.#checkOpen()
-    checkCowDevice(cow, this.device, this.#engine.snapshots.map((s) => s.cow))
+    this.#checkCow(cow)
     if (options.overflow !== undefined && typeof options.overflow !== 'boolean') {
       throw new TypeError(`overflow must be a boolean, got ${String(options.overflow)}`)
     }
@@ -114,6 +114,15 @@ export class Origin extends DeviceBase {
   /** Drops every snapshot (their stores stay valid); the devices stay open: the caller owns them. */
   protected override async _close(): Promise<void> {
     await Promise.all(this.#snapshots.map((s) => s.close()))
+  }
+
+  /** Spec §15: the COW is neither the origin (device or volume), nor one of its snapshots, nor another's COW. */
+  #checkCow(cow: BlockDevice): void {
+    if (cow === this) throw new TypeError('the COW device is the origin volume itself: a snapshot needs a device of its own')
+    if ((this.#snapshots as readonly BlockDevice[]).includes(cow)) {
+      throw new TypeError('the COW device is a snapshot of this same origin: a snapshot needs a device of its own')
+    }
+    checkCowDevice(cow, this.device, this.#engine.snapshots.map((s) => s.cow))
   }
 
   #checkOpen(): void {

@@ -59,8 +59,15 @@ export class Snapshot extends DeviceBase {
    */
   drop(): Promise<void> {
     this.#dropping ??= (async () => {
-      await this.core.whenQuiet()
-      this.engine.detach(this.core)
+      // As the kernel removes a snapshot with its origin suspended: no new origin write may
+      // start an exception here while the ones in flight finish.
+      await this.engine.admission.quiesce()
+      try {
+        await this.core.whenQuiet()
+        this.engine.detach(this.core)
+      } finally {
+        this.engine.admission.resume()
+      }
       this.onDetached(this)
     })()
     return this.#dropping
