@@ -7,6 +7,13 @@ export { Snapshot } from './actors/snapshot-volume.js'
 export type { SnapshotStatus } from './actors/status.js'
 export type { CreateSnapshotOptions } from './actors/snapshot-options.js'
 export type { CoreEvent } from './actors/events.js'
+
+// Journal and replay (docs/events.md)
+export { Journal } from './actors/journal/journal.js'
+export type { JournalEntry } from './actors/journal/journal.js'
+export { readJournal } from './actors/journal/read-journal.js'
+export { replay, ReplayDivergenceError } from './actors/journal/replay.js'
+export type { ReplayOptions } from './actors/journal/replay.js'
 export type { MergeOptions } from './actors/merger.js'
 
 // Chunk machine (XState v5)

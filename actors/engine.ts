@@ -18,6 +18,7 @@ import { PendingException } from './chunk-pending.js'
 import type { CopyJob } from './copier.js'
 import { copyChunks } from './copier.js'
 import type { CoreEvent } from './events.js'
+import type { Journal } from './journal/journal.js'
 import type { SnapshotCore } from './snapshot-core.js'
 
 /** @internal Deliberately broken orderings, for the tests that prove each order matters. */
@@ -33,8 +34,10 @@ export interface EngineFaults {
 }
 
 export interface EngineOptions {
-  /** XState's inspect observer, given to every chunk actor. */
+  /** XState's inspect observer, given to every chunk actor (or those `inspectChunks` picks). */
   inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void)
+  /** Inspect only these chunk actors (inspection costs per event); default: all. */
+  inspectChunks?: (snapshotId: string, chunk: number) => boolean
   /** Copies in flight per snapshot before new writes wait (the kernel's default is 2048). */
   cowThreshold?: number
   /** @internal */
@@ -57,6 +60,9 @@ export class Engine {
   readonly #finishedWaiters: Array<() => void> = []
   /** Set when a command of the current send held the origin bio. */
   #heldNow = false
+
+  /** @internal Set by the origin volume when a journal is on: transitions, commands, events. */
+  journal: Journal | undefined
 
   constructor(readonly origin: BlockDevice, private readonly options: EngineOptions = {}) {
     this.#faults = options.faults ?? {}
@@ -321,7 +327,8 @@ export class Engine {
     const actor = createActor(chunkMachine, {
       id: `${s.id}:${chunk}`,
       input: { snapshotId: s.id, oldChunk: chunk },
-      ...(this.options.inspect !== undefined ? { inspect: this.options.inspect } : {}),
+      ...(this.options.inspect !== undefined && (this.options.inspectChunks?.(s.id, chunk) ?? true)
+        ? { inspect: this.options.inspect } : {}),
     })
     const pe = new PendingException(chunk, actor)
     actor.on('*', (command) => this.#carryOut(s, pe, command as ChunkCommand))
@@ -331,8 +338,12 @@ export class Engine {
 
   /** Sends an event to a chunk actor; files or drops the actor by the state it ends in. */
   #send(s: SnapshotCore, pe: PendingException, event: ChunkEvent): void {
+    const from = this.journal?.enabled ? pe.state : undefined
     pe.actor.send(event)
     const state = pe.state
+    if (from !== undefined) {
+      this.journal!.record({ type: 'chunk', snapshot: s.id, chunk: pe.oldChunk, event: event.type, from, to: state })
+    }
     if (state === 'Pending' || state === 'CompletedWithReaders') {
       if (!s.live.has(pe.oldChunk)) { // just created: into the pending table (spec §3 state B)
         s.live.set(pe.oldChunk, pe)
@@ -347,6 +358,7 @@ export class Engine {
   }
 
   #carryOut(s: SnapshotCore, pe: PendingException, command: ChunkCommand): void {
+    this.journal?.record({ type: 'command', snapshot: s.id, chunk: pe.oldChunk, command: command.type })
     switch (command.type) {
       case 'copy':
         s.copiesInFlight++
@@ -443,6 +455,9 @@ export class Engine {
   // ---- events (architecture rule 1) ----
 
   #react(event: CoreEvent): void {
+    if (this.journal?.enabled) {
+      this.journal.record({ type: event.type, snapshot: event.snapshotId, chunk: event.oldChunk, ...('ok' in event ? { ok: event.ok } : {}) })
+    }
     const s = this.#byId.get(event.snapshotId)
     const pe = s?.live.get(event.oldChunk)
     if (s === undefined || pe === undefined) return

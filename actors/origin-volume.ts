@@ -14,14 +14,33 @@ import { SnapcowError } from '../io/errors.js'
 import { CompletedTable } from './completed-table.js'
 import type { EngineOptions } from './engine.js'
 import { Engine } from './engine.js'
-import type { CoreEvent } from './events.js'
+import { Journal } from './journal/journal.js'
+import type { JournalEntry, NewEntry } from './journal/journal.js'
+import { JournalFile } from './journal/journal-file.js'
+import { Recorder } from './journal/recorder.js'
 import type { CreateSnapshotOptions } from './snapshot-options.js'
 import { checkCowDevice, checkSnapshotOptions } from './snapshot-options.js'
 import { SnapshotCore } from './snapshot-core.js'
 import { Snapshot } from './snapshot-volume.js'
 
 /** Options of `openOrigin` (api.md). */
-export type OpenOriginOptions = EngineOptions
+export interface OpenOriginOptions extends EngineOptions {
+  /**
+   * Journal every input, command and chunk transition (docs/events.md): `{}` in memory,
+   * `{ path }` also as a JSON Lines file, `payloads: true` to keep written data (needed for a
+   * byte-exact replay). Off by default: with it on, inputs are taken one per event-loop turn.
+   */
+  journal?: { path?: string; payloads?: boolean } | false
+  /** @internal replay() drives the devices' completions from a recorded journal. */
+  replaying?: boolean
+}
+
+/** @internal How a volume takes a caller's request: straight, or through the journal. */
+export interface Inputs {
+  request<T>(describe: (bio: number) => NewEntry, run: () => Promise<T>): Promise<T>
+}
+
+const direct: Inputs = { request: (_describe, run) => run() }
 
 /**
  * An origin volume and its snapshots.
@@ -31,23 +50,57 @@ export type OpenOriginOptions = EngineOptions
  */
 export class Origin extends DeviceBase {
   readonly #engine: Engine
+  readonly #inputs: Inputs
   #snapshots: Snapshot[] = []
   #activations = 0
+  #cows = 0
+  /** The caller's COW device behind each journaled one. */
+  readonly #rawCow = new WeakMap<BlockDevice, BlockDevice>()
+  /** The journal (empty unless openOrigin was given `journal`). */
+  readonly journal: Journal
+  /** @internal */
+  readonly recorder: Recorder | undefined
+  readonly #file: JournalFile | undefined
 
   /** @internal Use openOrigin(). */
-  constructor(readonly device: BlockDevice, options: OpenOriginOptions = {}) {
+  constructor(readonly device: BlockDevice, options: OpenOriginOptions, journal: Journal, file?: JournalFile) {
     super(device.size, { flush: true, persistent: device.supports?.persistent ?? false })
-    this.#engine = new Engine(device, options)
+    this.journal = journal
+    this.#file = file
+    this.recorder = journal.enabled ? new Recorder(journal, options.replaying === true) : undefined
+    const recorder = this.recorder
+    this.#engine = new Engine(recorder?.wrap(device, 'origin') ?? device, options)
+    this.#engine.journal = journal.enabled ? journal : undefined
+    this.#inputs = recorder === undefined ? direct : {
+      request: (describe, run) => {
+        const failed = file?.error
+        return failed !== undefined ? Promise.reject(failed) : recorder.request(describe, run)
+      },
+    }
+    journal.record({ type: 'open', size: device.size, payloads: journal.payloads })
+  }
+
+  /** Every journal entry as it is made (docs/events.md); silent unless the journal is on. */
+  get events$(): Observable<JournalEntry> {
+    return this.journal.entries$
+  }
+
+  /** @internal Journals a caller's write/read/flush of a volume as one input. */
+  volumeRequest(volume: string, op: 'read' | 'write' | 'flush', offset: number, data: Uint8Array | undefined, run: () => Promise<void>): Promise<void> {
+    return this.#inputs.request((bio) => ({
+      type: 'bio', bio, volume, op, offset, length: data?.length ?? 0,
+      ...(op === 'write' && this.journal.payloads && data !== undefined ? { data: Buffer.from(data).toString('base64') } : {}),
+    }), run)
+  }
+
+  /** @internal */
+  get inputs(): Inputs {
+    return this.#inputs
   }
 
   /** Active snapshots, in the order they were made. */
   get snapshots(): readonly Snapshot[] {
     return this.#snapshots
-  }
-
-  /** Completions as the core saw them (copy-done, commit-done, read-drained). */
-  get events$(): Observable<CoreEvent> {
-    return this.#engine.events$
   }
 
   /**
@@ -59,6 +112,13 @@ export class Origin extends DeviceBase {
     this.#checkOpen()
     this.#checkCow(cow)
     const checked = checkSnapshotOptions(options)
+    const index = this.#cows++
+    return this.#inputs.request((bio) => ({ type: 'snapshot', bio, op: 'create', cow: index, cowSize: cow.size,
+      chunkSize: checked.chunkSectors * SECTOR_BYTES, persistent: checked.persistent, overflow: checked.overflow }),
+    () => this.#create(this.#takeCow(cow, index), checked))
+  }
+
+  async #create(cow: BlockDevice, checked: ReturnType<typeof checkSnapshotOptions>): Promise<Snapshot> {
     let store: ExceptionStore
     if (checked.persistent) {
       await refuseExistingStore(cow)
@@ -83,6 +143,19 @@ export class Origin extends DeviceBase {
     if (options.overflow !== undefined && typeof options.overflow !== 'boolean') {
       throw new TypeError(`overflow must be a boolean, got ${String(options.overflow)}`)
     }
+    const index = this.#cows++
+    return this.#inputs.request((bio) => ({ type: 'snapshot', bio, op: 'load', cow: index, cowSize: cow.size, overflow: options.overflow === true }),
+      () => this.#load(this.#takeCow(cow, index), options))
+  }
+
+  /** The COW as the engine sees it (journaled when the journal is on). */
+  #takeCow(cow: BlockDevice, index: number): BlockDevice {
+    const seen = this.recorder?.wrap(cow, `cow${index}`) ?? cow
+    this.#rawCow.set(seen, cow)
+    return seen
+  }
+
+  async #load(cow: BlockDevice, options: { overflow?: boolean }): Promise<Snapshot> {
     const table = new CompletedTable()
     const store = await PersistentStore.load(cow, { onException: (o, n) => table.set(o, n) }) // row 20
     return this.#attach(cow, store, table, options.overflow === true)
@@ -94,26 +167,34 @@ export class Origin extends DeviceBase {
     await this.#engine.activate(core)
     const snapshot = new Snapshot(this.#engine, core, this.size, (gone) => {
       this.#snapshots = this.#snapshots.filter((s) => s !== gone)
-    })
+    }, this)
     this.#snapshots = [...this.#snapshots, snapshot]
     return snapshot
   }
 
   protected override _read(offset: ByteOffset, into: Uint8Array): Promise<void> {
-    return this.#engine.readOrigin(offset, into) // spec §5.1 (straight to the device), or §12 while merging
+    if (this.recorder === undefined) return this.#engine.readOrigin(offset, into) // the hot path
+    // spec §5.1 (straight to the device), or §12 while merging
+    return this.volumeRequest('origin', 'read', offset, into, () => this.#engine.readOrigin(offset, into))
   }
 
   protected override _write(offset: ByteOffset, data: Uint8Array): Promise<void> {
-    return this.#engine.writeOrigin(offset, data)
+    if (this.recorder === undefined) return this.#engine.writeOrigin(offset, data)
+    return this.volumeRequest('origin', 'write', offset, data, () => this.#engine.writeOrigin(offset, data))
   }
 
   protected override _flush(): Promise<void> {
-    return this.device.flush()
+    if (this.recorder === undefined) return this.device.flush()
+    return this.volumeRequest('origin', 'flush', 0, undefined, () => this.#engine.origin.flush())
   }
 
-  /** Drops every snapshot (their stores stay valid); the devices stay open: the caller owns them. */
+  /**
+   * Drops every snapshot (their stores stay valid) and finishes the journal file; the devices
+   * stay open: the caller owns them.
+   */
   protected override async _close(): Promise<void> {
     await Promise.all(this.#snapshots.map((s) => s.close()))
+    await this.#file?.close()
   }
 
   /** Spec §15: the COW is neither the origin (device or volume), nor one of its snapshots, nor another's COW. */
@@ -122,7 +203,7 @@ export class Origin extends DeviceBase {
     if ((this.#snapshots as readonly BlockDevice[]).includes(cow)) {
       throw new TypeError('the COW device is a snapshot of this same origin: a snapshot needs a device of its own')
     }
-    checkCowDevice(cow, this.device, this.#engine.snapshots.map((s) => s.cow))
+    checkCowDevice(cow, this.device, this.#engine.snapshots.map((s) => this.#rawCow.get(s.cow) ?? s.cow))
   }
 
   #checkOpen(): void {
@@ -155,5 +236,9 @@ export async function openOrigin(device: BlockDevice, options: OpenOriginOptions
   if (typeof device !== 'object' || device === null || typeof device.read !== 'function') {
     throw new TypeError(`openOrigin needs a BlockDevice, got ${String(device)}`)
   }
-  return new Origin(device, options)
+  const wanted = options.journal !== undefined && options.journal !== false
+  const settings = wanted ? options.journal as { path?: string; payloads?: boolean } : {}
+  if (settings.path !== undefined && typeof settings.path !== 'string') throw new TypeError(`journal.path must be a string, got ${String(settings.path)}`)
+  const file = settings.path !== undefined ? await JournalFile.create(settings.path) : undefined
+  return new Origin(device, options, new Journal(wanted, settings.payloads === true, file), file)
 }

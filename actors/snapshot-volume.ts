@@ -7,6 +7,7 @@ import type { ByteOffset } from '../io/units.js'
 import { asOldChunk, SECTOR_BYTES } from '../io/units.js'
 import type { ChunkStateName } from '../machines/chunk.js'
 import type { Engine } from './engine.js'
+import type { Origin } from './origin-volume.js'
 import type { SnapshotCore } from './snapshot-core.js'
 import type { SnapshotStatus } from './status.js'
 import { snapshotStatus } from './status.js'
@@ -33,7 +34,7 @@ export class Snapshot extends DeviceBase {
 
   /** @internal */
   constructor(private readonly engine: Engine, private readonly core: SnapshotCore, size: number,
-    private readonly onDetached: (snapshot: Snapshot) => void) {
+    private readonly onDetached: (snapshot: Snapshot) => void, private readonly origin: Origin) {
     super(size, { flush: true, persistent: false })
     this.id = core.id
     this.chunkSize = core.chunkBytes
@@ -58,7 +59,7 @@ export class Snapshot extends DeviceBase {
    * `loadSnapshot` can open again. The COW device is not closed.
    */
   drop(): Promise<void> {
-    this.#dropping ??= (async () => {
+    this.#dropping ??= this.origin.inputs.request((bio) => ({ type: 'drop', bio, snapshot: this.id }), async () => {
       // As the kernel removes a snapshot with its origin suspended: no new origin write may
       // start an exception here while the ones in flight finish.
       await this.engine.admission.quiesce()
@@ -69,7 +70,7 @@ export class Snapshot extends DeviceBase {
         this.engine.admission.resume()
       }
       this.onDetached(this)
-    })()
+    })
     return this.#dropping
   }
 
@@ -84,7 +85,8 @@ export class Snapshot extends DeviceBase {
    * await snapshot.merge({ onProgress: ({ merged, total }) => console.log(`${merged}/${total}`) })
    */
   merge(options: MergeOptions = {}): Promise<void> {
-    this.#merging ??= this.#runMerge(options).finally(() => { this.#merging = undefined })
+    this.#merging ??= this.origin.inputs.request((bio) => ({ type: 'merge', bio, snapshot: this.id }), () => this.#runMerge(options))
+      .finally(() => { this.#merging = undefined })
     return this.#merging
   }
 
@@ -123,7 +125,17 @@ export class Snapshot extends DeviceBase {
     this.onDetached(this)
   }
 
-  protected override async _read(offset: ByteOffset, into: Uint8Array): Promise<void> {
+  protected override _read(offset: ByteOffset, into: Uint8Array): Promise<void> {
+    if (this.origin.recorder === undefined) return this.#read(offset, into)
+    return this.origin.volumeRequest(this.id, 'read', offset, into, () => this.#read(offset, into))
+  }
+
+  protected override _write(offset: ByteOffset, data: Uint8Array): Promise<void> {
+    if (this.origin.recorder === undefined) return this.#write(offset, data)
+    return this.origin.volumeRequest(this.id, 'write', offset, data, () => this.#write(offset, data))
+  }
+
+  async #read(offset: ByteOffset, into: Uint8Array): Promise<void> {
     this.#checkAttached()
     if (this.core.merge !== undefined) return this.engine.readOrigin(offset, into) // the merging volume
     this.core.ioInFlight++
@@ -135,7 +147,7 @@ export class Snapshot extends DeviceBase {
     }
   }
 
-  protected override async _write(offset: ByteOffset, data: Uint8Array): Promise<void> {
+  async #write(offset: ByteOffset, data: Uint8Array): Promise<void> {
     this.#checkAttached()
     if (this.core.merge !== undefined) return this.engine.writeOrigin(offset, data) // the merging volume
     this.core.ioInFlight++
@@ -149,7 +161,8 @@ export class Snapshot extends DeviceBase {
 
   /** Spec §5.5: a flush of a snapshot goes to its COW device. */
   protected override _flush(): Promise<void> {
-    return this.core.cow.flush()
+    if (this.origin.recorder === undefined) return this.core.cow.flush()
+    return this.origin.volumeRequest(this.id, 'flush', 0, undefined, () => this.core.cow.flush())
   }
 
   /** Closing a snapshot volume drops it (see drop()). */

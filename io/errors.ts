@@ -19,6 +19,8 @@ export type SnapcowErrorCode =
   | 'SNAPCOW_STORE_EXISTS'
   | 'SNAPCOW_MERGING'
   | 'SNAPCOW_MERGE_FAILED'
+  | 'SNAPCOW_JOURNAL'
+  | 'SNAPCOW_REPLAY_DIVERGED'
 
 /**
  * An operational failure with a stable `code`.
