@@ -31,9 +31,10 @@ let inspect: (event: InspectionEvent) => void
 let stop = () => {}
 if (toConsole) {
   inspect = (event) => {
-    if (event.type === '@xstate.snapshot' && event.actorRef.id.startsWith('snap-')) {
+    const id = (event.actorRef as { id?: string }).id ?? ''
+    if (event.type === '@xstate.snapshot' && id.startsWith('snap-')) {
       const value = (event.snapshot as { value?: unknown }).value
-      console.log(`${event.actorRef.id.padEnd(10)} ${typeof value === 'string' ? value : JSON.stringify(value)}  (after ${event.event.type})`)
+      console.log(`${id.padEnd(10)} ${typeof value === 'string' ? value : JSON.stringify(value)}  (after ${event.event.type})`)
     }
   }
 } else {
