@@ -61,6 +61,8 @@ export class Engine {
   /** Set when a command of the current send held the origin bio. */
   #heldNow = false
 
+  /** @internal A snapshot whose merge() is taking over (before `merge` is set on it). */
+  mergeReserved: SnapshotCore | undefined
   /** @internal Set by the origin volume when a journal is on: transitions, commands, events. */
   journal: Journal | undefined
 

@@ -95,17 +95,20 @@ export class Snapshot extends DeviceBase {
     const core = this.core
     if (!(core.store instanceof PersistentStore)) throw new TypeError('a transient snapshot (N) cannot be merged: it has no store to merge from')
     if (!core.valid) throw invalidError(core)
-    const other = this.engine.merging
+    const other = this.engine.merging ?? this.engine.mergeReserved
     if (other !== undefined && other !== core) {
       throw new SnapcowError('SNAPCOW_MERGING', `snapshot ${other.id} of this origin is being merged already: one merge at a time`)
     }
     if (core.merge === undefined) {
+      // Reserved at once, so a second merge() started meanwhile is refused (spec §15).
+      this.engine.mergeReserved = core
       // The handover (spec §17): no origin write and none of this snapshot's exceptions in flight.
       await this.engine.admission.quiesce()
       try {
         await core.whenQuiet()
         core.merge = { status: 'merging', batchFirst: 0, batchCount: 0, held: [], drainWaiters: [] }
       } finally {
+        this.engine.mergeReserved = undefined
         this.engine.admission.resume()
       }
     }
