@@ -290,8 +290,8 @@ export class Engine {
     }
   }
 
+  /** The snapshot volume has already waited for admission (see Snapshot#write). */
   async writeSnapshot(s: SnapshotCore, offset: number, data: Uint8Array): Promise<void> {
-    if (this.admission.mustWait) await this.admission.admit()
     const pieces: Array<Promise<void>> = []
     for (let at = offset; at < offset + data.length;) {
       const end = Math.min(offset + data.length, (Math.floor(at / s.chunkBytes) + 1) * s.chunkBytes)

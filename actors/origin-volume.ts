@@ -193,8 +193,13 @@ export class Origin extends DeviceBase {
    * stay open: the caller owns them.
    */
   protected override async _close(): Promise<void> {
-    await Promise.all(this.#snapshots.map((s) => s.close()))
-    await this.#file?.close()
+    try {
+      const dropped = await Promise.allSettled(this.#snapshots.map((s) => s.close()))
+      const failed = dropped.find((r) => r.status === 'rejected')
+      if (failed !== undefined) throw failed.reason
+    } finally {
+      await this.#file?.close() // even when a drop failed: never leave the file open
+    }
   }
 
   /** Spec §15: the COW is neither the origin (device or volume), nor one of its snapshots, nor another's COW. */

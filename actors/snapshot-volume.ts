@@ -152,6 +152,10 @@ export class Snapshot extends DeviceBase {
 
   async #write(offset: ByteOffset, data: Uint8Array): Promise<void> {
     this.#checkAttached()
+    // Wait for admission before counting as in flight: merge() and drop() close admission
+    // and then wait for this snapshot's I/O in flight to finish.
+    if (this.engine.admission.mustWait) await this.engine.admission.admit()
+    this.#checkAttached()
     if (this.core.merge !== undefined) return this.engine.writeOrigin(offset, data) // the merging volume
     this.core.ioInFlight++
     try {
