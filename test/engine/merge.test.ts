@@ -51,12 +51,14 @@ describe('the kernel\'s merge vector (cs8-merged)', () => {
     const snapshot = await origin.loadSnapshot(cow)
     const controller = new AbortController()
     let batches = 0
+    const progress: Array<{ merged: number; total: number }> = []
     await expect(snapshot.merge({
       signal: controller.signal,
-      onProgress: ({ merged }) => { if (merged > 0 && ++batches === 3) controller.abort(new Error('stop here')) },
+      onProgress: (p) => { progress.push(p); if (p.merged > 0 && ++batches === 3) controller.abort(new Error('stop here')) },
     })).rejects.toThrow('stop here')
     expect(snapshot.status().state).toBe('merging')
     expect(sha256(await readAll(origin))).toBe(m.sha256.snapshot_final) // the merging volume
+    expect(progress.at(-1)!.merged).toBeLessThan(m.cow.exceptions)
     // A restart: load the half-merged COW again and finish.
     const again = await openOrigin(MemoryDevice.from(originDevice.snapshotBytes()))
     const cowAgain = MemoryDevice.from(cow.snapshotBytes())
@@ -142,4 +144,33 @@ test('an error stops the merge: Merge failed, held writes fail clearly, I/O goes
   const first = new Uint8Array(4096)
   await origin.read(0, first)
   expect(first[0]).toBe(7)
+})
+
+test('stopped, then merge() again on the same snapshot goes on from where it stopped', async () => {
+  const originDevice = MemoryDevice.from(originAfter())
+  const cow = MemoryDevice.from(vector.cow())
+  const origin = await openOrigin(originDevice)
+  const snapshot = await origin.loadSnapshot(cow)
+  const controller = new AbortController()
+  await expect(snapshot.merge({ signal: controller.signal, onProgress: ({ merged }) => { if (merged > 0) controller.abort() } }))
+    .rejects.toBeDefined()
+  const resumed: Array<{ merged: number; total: number }> = []
+  await snapshot.merge({ onProgress: (p) => resumed.push(p) })
+  expect(resumed[0]!.total).toBeLessThan(m.cow.exceptions) // only what was left
+  expect(resumed.at(-1)!.merged).toBe(resumed[0]!.total)
+  expect(sha256(originDevice.snapshotBytes())).toBe(m.merge!.origin_after_merge_sha256)
+  expect(sha256(cow.snapshotBytes())).toBe(m.merge!.cow_merged_sha256)
+  expect(snapshot.status().state).toBe('merged')
+})
+
+test('progress is reported once at the start and once per committed batch', async () => {
+  const cow = new RecordingDevice(MemoryDevice.from(vector.cow()))
+  const origin = await openOrigin(MemoryDevice.from(originAfter()))
+  const snapshot = await origin.loadSnapshot(cow)
+  cow.ops.length = 0
+  const progress: number[] = []
+  await snapshot.merge({ onProgress: ({ merged }) => progress.push(merged) })
+  const commits = cow.ops.filter((o) => o.op === 'write').length // one area write per batch
+  expect(progress.length).toBe(commits + 1)
+  expect(progress).toEqual([...progress].sort((a, b) => a - b))
 })
