@@ -13,6 +13,7 @@ import { openOrigin, type Origin } from '../../actors/origin-volume.js'
 import type { Snapshot } from '../../actors/snapshot-volume.js'
 import { FileDevice } from '../../io/file-device.js'
 import { gen, parseCowIndependently, sha256 } from '../support/kernel-vectors.js'
+import { SeededRandom } from '../support/seeded-random.js'
 import { kernelLoadSnapshot, oracleAvailable } from './oracle.js'
 
 const oracle = oracleAvailable()
@@ -40,37 +41,6 @@ const PASSES = [
   { gapPercent: 8, targets: [76, 12, 12] },
   { gapPercent: 75, targets: [60, 10, 10, 20] },
 ] as const
-
-/** A deterministic stream of numbers below `n` from a seed (the oracle's generator). */
-class SeededRandom {
-  readonly #words: Uint32Array
-  #next = 0
-  constructor(seed: string, count = 1 << 20) {
-    this.#words = new Uint32Array(Uint8Array.from(gen(seed, count * 4)).buffer) // a copy: aligned
-  }
-  below(n: number): number {
-    if (this.#next === this.#words.length) throw new Error('SeededRandom: stream exhausted')
-    return this.#words[this.#next++]! % n
-  }
-  /** An integer in [from, to]. */
-  between(from: number, to: number): number {
-    return from + this.below(to - from + 1)
-  }
-  pick(weights: readonly number[]): number {
-    let r = this.below(weights.reduce((a, b) => a + b, 0))
-    for (let i = 0; ; i++) {
-      r -= weights[i]!
-      if (r < 0) return i
-    }
-  }
-  shuffle<T>(items: T[]): T[] {
-    for (let i = items.length - 1; i > 0; i--) {
-      const j = this.below(i + 1)
-      ;[items[i], items[j]] = [items[j]!, items[i]!]
-    }
-    return items
-  }
-}
 
 type Shape = 'aligned' | 'sub-chunk' | 'spanning'
 

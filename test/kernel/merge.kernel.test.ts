@@ -16,6 +16,7 @@ import type { Snapshot } from '../../actors/snapshot-volume.js'
 import { readCowStore } from '../../io/cow-format/read-cow-store.js'
 import { FileDevice } from '../../io/file-device.js'
 import { gen, parseCowIndependently, sha256 } from '../support/kernel-vectors.js'
+import { SeededRandom } from '../support/seeded-random.js'
 import { kernelMerge, oracleAvailable, type MergeResult } from './oracle.js'
 
 const oracle = oracleAvailable()
@@ -40,22 +41,6 @@ const HOT_CHUNKS = 64
 /** snapcow's merge is stopped after this many batches. */
 const STOP_AFTER_BATCHES = 3
 
-/** A deterministic stream of numbers below `n` from a seed (the oracle's generator). */
-class SeededRandom {
-  readonly #words: Uint32Array
-  #next = 0
-  constructor(seed: string, count = 1 << 16) {
-    this.#words = new Uint32Array(Uint8Array.from(gen(seed, count * 4)).buffer) // a copy: aligned
-  }
-  below(n: number): number {
-    if (this.#next === this.#words.length) throw new Error('SeededRandom: stream exhausted')
-    return this.#words[this.#next++]! % n
-  }
-  /** An integer in [from, to]. */
-  between(from: number, to: number): number {
-    return from + this.below(to - from + 1)
-  }
-}
 
 interface PlannedWrite {
   target: 'origin' | 'snapshot'
