@@ -6,7 +6,6 @@ import { Subject } from 'rxjs'
 import type { InspectionEvent, Observer } from 'xstate'
 import { createActor } from 'xstate'
 import type { BlockDevice } from '../io/block-device.js'
-import { SnapcowError } from '../io/errors.js'
 import type { ByteOffset, OldChunk } from '../io/units.js'
 import { asByteOffset } from '../io/units.js'
 import type { ChunkCommand, ChunkEvent } from '../machines/chunk.js'
@@ -17,6 +16,8 @@ import { newBioId } from './bio.js'
 import { PendingException } from './chunk-pending.js'
 import type { CopyJob } from './copier.js'
 import { copyChunks } from './copier.js'
+import { readMergingVolume, writeMergingChunk } from './merging-volume.js'
+import { invalidError, overflowError, settleAll } from './volume-errors.js'
 import type { CoreEvent } from './events.js'
 import type { Journal } from './journal/journal.js'
 import type { SnapshotCore } from './snapshot-core.js'
@@ -129,7 +130,7 @@ export class Engine {
     if (merging?.redirectsOrigin) {
       const chunk = merging.chunkOf(offset)
       const newChunk = merging.completed.get(chunk)
-      if (newChunk !== undefined) return this.#writeMergingChunk(merging, chunk, newChunk, offset, data)
+      if (newChunk !== undefined) return writeMergingChunk(merging, chunk, newChunk, offset, data)
     }
     if (this.#everySnapshotSafe(offset)) return this.origin.write(offset, data) // the hot path
     return new Promise((resolve, reject) => {
@@ -149,40 +150,11 @@ export class Engine {
     return this.#merging
   }
 
-  /**
-   * Spec §12, a write to the merging volume where the chunk still has an exception: held if
-   * the chunk is in the batch being merged, else written to the COW and tracked.
-   */
-  #writeMergingChunk(s: SnapshotCore, chunk: OldChunk, newChunk: number, offset: ByteOffset, data: Uint8Array): Promise<void> {
-    const merge = s.merge!
-    if (chunk >= merge.batchFirst && chunk < merge.batchFirst + merge.batchCount) {
-      return new Promise((resolve, reject) => {
-        merge.held.push({ kind: 'origin-write', id: newBioId(), offset, data,
-          done: (error) => (error === undefined ? resolve() : reject(error)) })
-      })
-    }
-    s.reads.track(chunk)
-    return s.cow.write(newChunk * s.chunkBytes + (offset - chunk * s.chunkBytes), data).finally(() => {
-      s.reads.untrack(chunk)
-      for (const wake of merge.drainWaiters.splice(0)) wake()
-    })
-  }
-
   /** Origin reads: straight to the device (§5.1), or as the merging volume reads (§12). */
-  async readOrigin(offset: number, into: Uint8Array): Promise<void> {
+  readOrigin(offset: number, into: Uint8Array): Promise<void> {
     const s = this.#merging
     if (s === undefined || !s.redirectsOrigin) return this.origin.read(offset, into)
-    const pieces: Array<Promise<void>> = []
-    for (let at = offset; at < offset + into.length;) {
-      const end = Math.min(offset + into.length, (Math.floor(at / s.chunkBytes) + 1) * s.chunkBytes)
-      const piece = into.subarray(at - offset, end - offset)
-      const chunk = s.chunkOf(at)
-      const newChunk = s.completed.get(chunk)
-      pieces.push(newChunk === undefined ? this.origin.read(at, piece)
-        : s.cow.read(newChunk * s.chunkBytes + (at - chunk * s.chunkBytes), piece))
-      at = end
-    }
-    await settleAll(pieces)
+    return readMergingVolume(this.origin, s, offset, into)
   }
 
   /** Resolves the next time any exception of any snapshot finishes (merge waits on it, §12 step 3). */
@@ -475,19 +447,3 @@ export class Engine {
   }
 }
 
-/** Waits for every piece, then rethrows the first failure (no piece is left running). */
-async function settleAll(pieces: Array<Promise<void>>): Promise<void> {
-  if (pieces.length === 1) return pieces[0]
-  const results = await Promise.allSettled(pieces)
-  for (const r of results) if (r.status === 'rejected') throw r.reason
-}
-
-export function invalidError(s: SnapshotCore): SnapcowError {
-  return new SnapcowError('SNAPCOW_INVALID',
-    `snapshot ${s.id} is invalid (${s.invalidReason ?? 'its store says so'}): its reads and writes fail`)
-}
-
-export function overflowError(s: SnapshotCore): SnapcowError {
-  return new SnapcowError('SNAPCOW_OVERFLOW',
-    `snapshot ${s.id} has overflowed (its COW device is full): writes fail, reads still work`)
-}

@@ -7,7 +7,7 @@ import { SnapcowError } from '../io/errors.js'
 import type { PersistentStore } from '../io/cow-format/persistent-store.js'
 import { asOldChunk } from '../io/units.js'
 import type { Engine } from './engine.js'
-import { invalidError } from './engine.js'
+import { invalidError } from './volume-errors.js'
 import type { SnapshotCore } from './snapshot-core.js'
 
 /** Options of `snapshot.merge()` (api.md). */

@@ -12,7 +12,7 @@ import type { SnapshotCore } from './snapshot-core.js'
 import type { SnapshotStatus } from './status.js'
 import { snapshotStatus } from './status.js'
 import { PersistentStore } from '../io/cow-format/persistent-store.js'
-import { invalidError } from './engine.js'
+import { invalidError } from './volume-errors.js'
 import type { MergeOptions } from './merger.js'
 import { failHeldWrites, runMerge } from './merger.js'
 
