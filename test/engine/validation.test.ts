@@ -199,7 +199,7 @@ describe('stores: create refuses an existing one, load refuses what is not one (
     ['header chunk size 0', () => cowWithHeader({ chunkSectors: 0 }), 'SNAPCOW_BAD_CHUNK_SIZE', 'chunk_size', 0],
     ['header chunk size 3 (not a power of two)', () => cowWithHeader({ chunkSectors: 3 }), 'SNAPCOW_BAD_CHUNK_SIZE', 'chunk_size', 3],
     ['header chunk size 2^22 sectors (too large)', () => cowWithHeader({ chunkSectors: 2 ** 22 }), 'SNAPCOW_BAD_CHUNK_SIZE', 'chunk_size', 2 ** 22],
-  ] as const)('loadSnapshot on %s → %s naming field %s, nothing written', async (_what, make, code, field, value) => {
+  ] as const)('loadSnapshot on %s → its error (code, field, value), nothing written', async (_what, make, code, field, value) => {
     const { origin, originDevice } = await setUp()
     const cow = new RecordingDevice(await make())
     const error = await rejection(origin.loadSnapshot(cow))
