@@ -3,6 +3,7 @@
 // Origin and snapshots
 export { openOrigin, Origin } from './actors/origin-volume.js'
 export type { OpenOriginOptions } from './actors/origin-volume.js'
+export type { InspectionObserver } from './actors/engine.js'
 export { Snapshot } from './actors/snapshot-volume.js'
 export type { SnapshotStatus } from './actors/status.js'
 export type { CreateSnapshotOptions } from './actors/snapshot-options.js'

@@ -34,9 +34,12 @@ export interface EngineFaults {
   insertAfterDrain?: boolean
 }
 
+/** XState's `inspect` option (api.md): an observer of inspection events, or a function. */
+export type InspectionObserver = Observer<InspectionEvent> | ((event: InspectionEvent) => void)
+
 export interface EngineOptions {
   /** XState's inspect observer, given to every chunk actor (or those `inspectChunks` picks). */
-  inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void)
+  inspect?: InspectionObserver
   /** Inspect only these chunk actors (inspection costs per event); default: all. */
   inspectChunks?: (snapshotId: string, chunk: number) => boolean
   /** Copies in flight per snapshot before new writes wait (the kernel's default is 2048). */
