@@ -141,13 +141,7 @@ export class Snapshot extends DeviceBase {
   async #read(offset: ByteOffset, into: Uint8Array): Promise<void> {
     this.#checkAttached()
     if (this.core.merge !== undefined) return this.engine.readOrigin(offset, into) // the merging volume
-    this.core.ioInFlight++
-    try {
-      await this.engine.readSnapshot(this.core, offset, into)
-    } finally {
-      this.core.ioInFlight--
-      this.core.settled()
-    }
+    return this.#counted(() => this.engine.readSnapshot(this.core, offset, into))
   }
 
   async #write(offset: ByteOffset, data: Uint8Array): Promise<void> {
@@ -157,9 +151,14 @@ export class Snapshot extends DeviceBase {
     if (this.engine.admission.mustWait) await this.engine.admission.admit()
     this.#checkAttached()
     if (this.core.merge !== undefined) return this.engine.writeOrigin(offset, data) // the merging volume
+    return this.#counted(() => this.engine.writeSnapshot(this.core, offset, data))
+  }
+
+  /** Counts the request as this snapshot's I/O in flight (merge() and drop() wait for it). */
+  async #counted(run: () => Promise<void>): Promise<void> {
     this.core.ioInFlight++
     try {
-      await this.engine.writeSnapshot(this.core, offset, data)
+      await run()
     } finally {
       this.core.ioInFlight--
       this.core.settled()

@@ -263,12 +263,7 @@ describe.skipIf(!oracle.ok)('Linux merges the COW stores that snapcow\'s engine 
     const { k, cowCopy } = await mergeInKernel('whole', unmergedOrigin, unmergedCow)
     expect.soft(k.originChecksum, 'kernel merged origin vs the snapshot snapcow read').toBe(predictedSha)
     expect.soft(k.status, 'kernel status after the merge').toBe(MERGED_STATUS)
-    const after = await FileDevice.open(cowCopy, { readOnly: true })
-    try {
-      expect.soft((await readCowStore(after)).exceptions, 'records left in the kernel-merged COW').toEqual([])
-    } finally {
-      await after.close()
-    }
+    await expectNoRecordsLeft(cowCopy)
   })
 
   test('a store snapcow merged part way: the kernel finishes it with the same origin', async () => {
@@ -307,11 +302,16 @@ describe.skipIf(!oracle.ok)('Linux merges the COW stores that snapcow\'s engine 
     const { k, cowCopy } = await mergeInKernel('half', halfOrigin, halfCow)
     expect.soft(k.originChecksum, 'kernel merged origin vs the snapshot snapcow read before merging').toBe(predictedSha)
     expect.soft(k.status, 'kernel status after the merge').toBe(MERGED_STATUS)
-    const after = await FileDevice.open(cowCopy, { readOnly: true })
-    try {
-      expect.soft((await readCowStore(after)).exceptions, 'records left in the kernel-merged COW').toEqual([])
-    } finally {
-      await after.close()
-    }
+    await expectNoRecordsLeft(cowCopy)
   })
 })
+
+/** The kernel's merge leaves no record in the COW (spec §9.8). */
+async function expectNoRecordsLeft(cowPath: string): Promise<void> {
+  const after = await FileDevice.open(cowPath, { readOnly: true })
+  try {
+    expect.soft((await readCowStore(after)).exceptions, 'records left in the kernel-merged COW').toEqual([])
+  } finally {
+    await after.close()
+  }
+}
