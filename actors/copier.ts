@@ -1,7 +1,9 @@
 // actors/copier.ts: copies origin chunks to COW chunks (spec §6 step 1). The copies one
 // origin-write pass starts all cover the same sector, and power-of-two chunks nest, so the
-// origin is read once, for the largest chunk, and each snapshot gets its slice. A copy of the
-// origin's last, partial chunk is shortened to the origin's end.
+// origin is read once, for the largest chunk, and each snapshot gets its slice. If that shared
+// read fails, each snapshot's chunk is read again on its own before its copy is given up: one
+// transient error then invalidates no more snapshots than the kernel's separate reads would.
+// A copy of the origin's last, partial chunk is shortened to the origin's end.
 import type { BlockDevice } from '../io/block-device.js'
 import type { PendingException } from './chunk-pending.js'
 import type { SnapshotCore } from './snapshot-core.js'
@@ -14,29 +16,49 @@ export interface CopyJob {
 /** Reports each job's outcome; never throws. */
 export type CopyDone = (job: CopyJob, ok: boolean) => void
 
+/** The origin byte range [start, end) that a job copies. */
+const rangeOf = (origin: BlockDevice, { snapshot, pe }: CopyJob): [number, number] =>
+  [pe.oldChunk * snapshot.chunkBytes, Math.min((pe.oldChunk + 1) * snapshot.chunkBytes, origin.size)]
+
 export async function copyChunks(origin: BlockDevice, jobs: readonly CopyJob[], done: CopyDone): Promise<void> {
   let start = Number.POSITIVE_INFINITY
   let end = 0
-  for (const { snapshot, pe } of jobs) {
-    start = Math.min(start, pe.oldChunk * snapshot.chunkBytes)
-    end = Math.max(end, Math.min((pe.oldChunk + 1) * snapshot.chunkBytes, origin.size))
+  for (const job of jobs) {
+    const [from, to] = rangeOf(origin, job)
+    start = Math.min(start, from)
+    end = Math.max(end, to)
   }
   const bytes = new Uint8Array(end - start)
   try {
     await origin.read(start, bytes)
   } catch {
-    for (const job of jobs) done(job, false)
+    if (jobs.length === 1) return done(jobs[0]!, false)
+    await Promise.all(jobs.map((job) => copyAlone(origin, job, done)))
     return
   }
-  await Promise.all(jobs.map(async (job) => {
-    const { snapshot, pe } = job
-    const from = pe.oldChunk * snapshot.chunkBytes - start
-    const to = Math.min((pe.oldChunk + 1) * snapshot.chunkBytes, origin.size) - start
-    try {
-      await snapshot.cow.write(pe.newChunk! * snapshot.chunkBytes, bytes.subarray(from, to))
-      done(job, true)
-    } catch {
-      done(job, false)
-    }
+  await Promise.all(jobs.map((job) => {
+    const [from, to] = rangeOf(origin, job)
+    return writeCopy(job, bytes.subarray(from - start, to - start), done)
   }))
+}
+
+/** One job with its own origin read: the retry after a shared read failed. */
+async function copyAlone(origin: BlockDevice, job: CopyJob, done: CopyDone): Promise<void> {
+  const [from, to] = rangeOf(origin, job)
+  const bytes = new Uint8Array(to - from)
+  try {
+    await origin.read(from, bytes)
+  } catch {
+    return done(job, false)
+  }
+  await writeCopy(job, bytes, done)
+}
+
+async function writeCopy(job: CopyJob, bytes: Uint8Array, done: CopyDone): Promise<void> {
+  try {
+    await job.snapshot.cow.write(job.pe.newChunk! * job.snapshot.chunkBytes, bytes)
+  } catch {
+    return done(job, false)
+  }
+  done(job, true)
 }

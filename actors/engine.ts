@@ -48,6 +48,9 @@ export interface EngineOptions {
   faults?: EngineFaults
 }
 
+/** How often the `valid = 0` header write of an invalidation is tried before giving up. */
+const INVALIDATE_ATTEMPTS = 3
+
 export class Engine {
   /** Completions, as events the core reacts to, in the order they happened. */
   readonly events$ = new Subject<CoreEvent>()
@@ -81,10 +84,14 @@ export class Engine {
     return this.#snapshots
   }
 
-  /** Adds a snapshot while no origin write is in flight (spec §2 activation). */
-  async activate(snapshot: SnapshotCore): Promise<void> {
+  /**
+   * Adds a snapshot while no origin write is in flight (spec §2 activation). `check` runs at
+   * that instant and may refuse the activation by throwing.
+   */
+  async activate(snapshot: SnapshotCore, check?: () => void): Promise<void> {
     await this.admission.quiesce()
     try {
+      check?.()
       this.#byId.set(snapshot.id, snapshot)
       this.#snapshots = [...this.#snapshots, snapshot]
         .sort((a, b) => b.chunkSectors - a.chunkSectors || a.activation - b.activation)
@@ -105,14 +112,14 @@ export class Engine {
 
   /** Splits at the smallest snapshot chunk size and runs the protocol for each piece. */
   async writeOrigin(offset: number, data: Uint8Array): Promise<void> {
-    if (this.admission.mustWait) await this.admission.admit()
+    if (this.admission.closed) await this.admission.whenOpen()
     this.admission.originWriteStarted()
     try {
       let step = 0
       for (const s of this.#snapshots) {
         if ((s.participates || s.redirectsOrigin) && (step === 0 || s.chunkBytes < step)) step = s.chunkBytes
       }
-      if (step === 0) return await this.origin.write(offset, data)
+      if (step === 0) return await this.writeOriginDevice(offset, data)
       if (Math.floor(offset / step) === Math.floor((offset + data.length - 1) / step)) {
         return await this.#originPiece(asByteOffset(offset), data) // one piece: no split, no array
       }
@@ -135,11 +142,35 @@ export class Engine {
       const newChunk = merging.completed.get(chunk)
       if (newChunk !== undefined) return writeMergingChunk(merging, chunk, newChunk, offset, data)
     }
-    if (this.#everySnapshotSafe(offset)) return this.origin.write(offset, data) // the hot path
+    if (this.#everySnapshotSafe(offset)) return this.writeOriginDevice(offset, data) // the hot path
     return new Promise((resolve, reject) => {
-      this.#runOriginWrite({ kind: 'origin-write', id: newBioId(), offset, data,
-        done: (error) => (error === undefined ? resolve() : reject(error)) })
+      const bio: OriginWriteBio = { kind: 'origin-write', id: newBioId(), offset, data,
+        done: (error) => (error === undefined ? resolve() : reject(error)) }
+      // Spec §16: a piece that may start a copy waits while a snapshot is at the threshold.
+      if (this.admission.copyMustWait) this.admission.queueForCopy(() => this.#runOriginWrite(bio))
+      else this.#runOriginWrite(bio)
     })
+  }
+
+  /**
+   * The one gate every write to the origin device passes, fast paths, re-runs and merge
+   * batches alike (spec §13): while an invalidated snapshot's `valid = 0` header is not yet
+   * durable, nothing may overwrite an origin chunk, or a crash could bring that snapshot back
+   * as valid over data it never copied.
+   */
+  writeOriginDevice(offset: number, data: Uint8Array): Promise<void> {
+    if (this.#invalidations.size === 0) return this.origin.write(offset, data)
+    return Promise.all(this.#invalidations).then(() => this.writeOriginDevice(offset, data))
+  }
+
+  /**
+   * Spec §5.5: a flush of the origin makes every acknowledged origin write durable, wherever
+   * it went: while a snapshot merges, writes to its chunks went to its COW device.
+   */
+  flushOrigin(): Promise<void> {
+    const merging = this.#merging
+    if (merging === undefined || !merging.redirectsOrigin) return this.origin.flush()
+    return settleAll([this.origin.flush(), merging.cow.flush()])
   }
 
   /** The snapshot being merged into the origin, if any (one per origin, spec §15). */
@@ -184,13 +215,7 @@ export class Engine {
   #runOriginWrite(bio: OriginWriteBio): void {
     const { held } = this.originPass(bio.offset, bio)
     if (held) return
-    if (this.#invalidations.size > 0) {
-      // A snapshot was invalidated (spec §13): no origin write goes on until that is on disk,
-      // so a crash can never bring the snapshot back as valid over an overwritten chunk.
-      void Promise.all(this.#invalidations).then(() => this.#runOriginWrite(bio))
-      return
-    }
-    this.origin.write(bio.offset, bio.data).then(() => bio.done(), (error: Error) => bio.done(error))
+    this.writeOriginDevice(bio.offset, bio.data).then(() => bio.done(), (error: Error) => bio.done(error))
   }
 
   /**
@@ -258,6 +283,9 @@ export class Engine {
     s.reads.track(chunk) // A or B (row 6): from the origin, tracked until it finishes
     try {
       await this.origin.read(offset, into)
+      // Invalidated meanwhile: origin writes stopped waiting for this read, so what it read
+      // may be newer than the snapshot. Never return that as the snapshot's content.
+      if (!s.valid) throw invalidError(s)
     } finally {
       if (s.reads.untrack(chunk) && s.live.get(chunk)?.state === 'CompletedWithReaders') {
         this.events$.next({ type: 'read-drained', snapshotId: s.id, oldChunk: chunk })
@@ -265,7 +293,7 @@ export class Engine {
     }
   }
 
-  /** The snapshot volume has already waited for admission (see Snapshot#write). */
+  /** The snapshot volume has already waited for the admission gate (see Snapshot#write). */
   async writeSnapshot(s: SnapshotCore, offset: number, data: Uint8Array): Promise<void> {
     const pieces: Array<Promise<void>> = []
     for (let at = offset; at < offset + data.length;) {
@@ -287,15 +315,30 @@ export class Engine {
     return new Promise((resolve, reject) => {
       const bio: SnapshotWriteBio = { kind: 'snapshot-write', id: newBioId(), offset, data,
         done: (error) => (error === undefined ? resolve() : reject(error)) }
-      const pe = s.pending.get(chunk)
-      if (pe !== undefined) return this.#send(s, pe, { type: 'snapshot-write', bio, wholeChunk: false, overflowAllowed: s.overflowAllowed }) // row 8
-      const fresh = this.#newPending(s, chunk)
-      const allocated = s.store.allocate()
-      if (allocated !== undefined) s.sequence(fresh, allocated)
-      this.#send(s, fresh, { type: 'snapshot-write', bio, newChunk: allocated,
-        wholeChunk: data.length === s.chunkBytes, overflowAllowed: s.overflowAllowed }) // rows 3-5
-      if (allocated === undefined) bio.done(s.overflowed && s.valid ? overflowError(s) : invalidError(s))
+      this.#routeSnapshotWrite(s, bio)
     })
+  }
+
+  /** Rows 3–5 and 8 for a snapshot write that found no completed exception. */
+  #routeSnapshotWrite(s: SnapshotCore, bio: SnapshotWriteBio, mayWait = true): void {
+    if (!s.valid) return bio.done(invalidError(s))
+    if (s.overflowed) return bio.done(overflowError(s))
+    const chunk = s.chunkOf(bio.offset)
+    const newChunk = s.completed.get(chunk)
+    if (newChunk !== undefined) { // completed while it waited for the copy threshold
+      s.cow.write(newChunk * s.chunkBytes + (bio.offset - chunk * s.chunkBytes), bio.data).then(() => bio.done(), (e: Error) => bio.done(e))
+      return
+    }
+    const pe = s.pending.get(chunk)
+    if (pe !== undefined) return this.#send(s, pe, { type: 'snapshot-write', bio, wholeChunk: false, overflowAllowed: s.overflowAllowed }) // row 8
+    // Spec §16: a write that starts a copy waits while a snapshot is at the threshold.
+    if (mayWait && this.admission.copyMustWait) return this.admission.queueForCopy(() => this.#routeSnapshotWrite(s, bio, false))
+    const fresh = this.#newPending(s, chunk)
+    const allocated = s.store.allocate()
+    if (allocated !== undefined) s.sequence(fresh, allocated)
+    this.#send(s, fresh, { type: 'snapshot-write', bio, newChunk: allocated,
+      wholeChunk: bio.data.length === s.chunkBytes, overflowAllowed: s.overflowAllowed }) // rows 3-5
+    if (allocated === undefined) bio.done(s.overflowed && s.valid ? overflowError(s) : invalidError(s))
   }
 
   // ---- chunk actors and their commands ----
@@ -396,9 +439,15 @@ export class Engine {
   }
 
   #commit(s: SnapshotCore, pe: PendingException, copyOk: boolean): void {
+    // The store resolves false on an I/O failure; a rejection is a bug (e.g. a commit out of
+    // allocation order). Both make the snapshot unusable, but a bug is reported as one
+    // (SNAPCOW_INTERNAL), never disguised as an ordinary Invalid snapshot.
     s.store.commit(pe.oldChunk, pe.newChunk!, copyOk).then(
       (ok) => this.events$.next({ type: 'commit-done', snapshotId: s.id, oldChunk: pe.oldChunk, ok }),
-      () => this.events$.next({ type: 'commit-done', snapshotId: s.id, oldChunk: pe.oldChunk, ok: false }))
+      (error: unknown) => {
+        s.internalError ??= error instanceof Error ? error : new Error(String(error))
+        this.events$.next({ type: 'commit-done', snapshotId: s.id, oldChunk: pe.oldChunk, ok: false })
+      })
   }
 
   /** Row 12: acknowledge the full-chunk write, submit held snapshot writes, re-run origin writes. */
@@ -422,11 +471,32 @@ export class Engine {
   invalidate(s: SnapshotCore, reason: string): void {
     if (!s.valid) return
     s.valid = false
-    s.invalidReason = reason
-    const written: Promise<void> = s.store.invalidate().catch(() => undefined)
-      .then(() => { this.#invalidations.delete(written) })
+    s.invalidReason = s.internalError !== undefined ? `internal error: ${s.internalError.message}` : reason
+    const written: Promise<void> = this.#markInvalidOnDisk(s).then(() => { this.#invalidations.delete(written) })
     this.#invalidations.add(written)
     s.invalidation = written
+  }
+
+  /**
+   * Writes the `valid = 0` header (spec §9.7), trying again if the COW device refuses. Origin
+   * writes stay gated meanwhile. If every attempt fails the store is unusable: the failure is
+   * kept for `status()` and journaled, never swallowed, and origin writes go on (the kernel
+   * only warns here; holding them for good would take the origin down with its snapshot).
+   */
+  async #markInvalidOnDisk(s: SnapshotCore): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await s.store.invalidate()
+        return
+      } catch (error) {
+        if (attempt < INVALIDATE_ATTEMPTS) continue
+        s.invalidationError = error instanceof Error ? error : new Error(String(error))
+        const code = (error as { code?: unknown }).code
+        this.journal?.record({ type: 'invalidation-failed', snapshot: s.id, attempts: attempt,
+          error: typeof code === 'string' ? code : s.invalidationError.name })
+        return
+      }
+    }
   }
 
   // ---- events (architecture rule 1) ----

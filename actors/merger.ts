@@ -45,7 +45,7 @@ export async function runMerge(engine: Engine, s: SnapshotCore, store: Persisten
     await drainTrackedWrites(s, firstOld, run.count) // step 5
     const bytes = new Uint8Array(end - start) // step 6: one I/O, shortened at the origin's end
     await s.cow.read(firstNew * s.chunkBytes, bytes)
-    await engine.origin.write(start, bytes)
+    await engine.writeOriginDevice(start, bytes) // through the gate every origin write passes
     await engine.origin.flush() // step 7: the origin is durable before the records go
     await store.commitMerge(run.count) // step 8
     for (let i = run.count - 1; i >= 0; i--) s.completed.delete(asOldChunk(firstOld + i)) // step 9, last first

@@ -112,6 +112,7 @@ export class Origin extends DeviceBase {
     this.#checkOpen()
     this.#checkCow(cow)
     const checked = checkSnapshotOptions(options)
+    this.#refuseWhileMerging() // before anything is written to the COW
     const index = this.#cows++
     return this.#inputs.request((bio) => ({ type: 'snapshot', bio, op: 'create', cow: index, cowSize: cow.size,
       chunkSize: checked.chunkSectors * SECTOR_BYTES, persistent: checked.persistent, overflow: checked.overflow }),
@@ -130,7 +131,7 @@ export class Origin extends DeviceBase {
       }
       store = new TransientStore(cow, checked.chunkSectors)
     }
-    return this.#attach(cow, store, new CompletedTable(), checked.overflow)
+    return this.#attach(cow, store, new CompletedTable(), checked.overflow, true)
   }
 
   /**
@@ -158,13 +159,14 @@ export class Origin extends DeviceBase {
   async #load(cow: BlockDevice, options: { overflow?: boolean }): Promise<Snapshot> {
     const table = new CompletedTable()
     const store = await PersistentStore.load(cow, { onException: (o, n) => table.set(o, n) }) // row 20
-    return this.#attach(cow, store, table, options.overflow === true)
+    return this.#attach(cow, store, table, options.overflow === true, false)
   }
 
-  async #attach(cow: BlockDevice, store: ExceptionStore, table: CompletedTable, overflow: boolean): Promise<Snapshot> {
+  async #attach(cow: BlockDevice, store: ExceptionStore, table: CompletedTable, overflow: boolean, fresh: boolean): Promise<Snapshot> {
     const n = ++this.#activations
     const core = new SnapshotCore(`snap-${n}`, cow, store, store.chunkSectors, overflow, n, table)
-    await this.#engine.activate(core)
+    // A merge may have started while the store was written: checked again at the activation instant.
+    await this.#engine.activate(core, fresh ? () => this.#refuseWhileMerging() : undefined)
     const snapshot = new Snapshot(this.#engine, core, this.size, (gone) => {
       this.#snapshots = this.#snapshots.filter((s) => s !== gone)
     }, this)
@@ -183,9 +185,10 @@ export class Origin extends DeviceBase {
     return this.volumeRequest('origin', 'write', offset, data, () => this.#engine.writeOrigin(offset, data))
   }
 
+  /** Every acknowledged origin write durable, the ones a merge sent to its COW included (spec §5.5). */
   protected override _flush(): Promise<void> {
-    if (this.recorder === undefined) return this.device.flush()
-    return this.volumeRequest('origin', 'flush', 0, undefined, () => this.#engine.origin.flush())
+    if (this.recorder === undefined) return this.#engine.flushOrigin()
+    return this.volumeRequest('origin', 'flush', 0, undefined, () => this.#engine.flushOrigin())
   }
 
   /**
@@ -194,7 +197,7 @@ export class Origin extends DeviceBase {
    */
   protected override async _close(): Promise<void> {
     try {
-      const dropped = await Promise.allSettled(this.#snapshots.map((s) => s.close()))
+      const dropped = await Promise.allSettled(this.#snapshots.map((s) => s.closeWithOrigin()))
       const failed = dropped.find((r) => r.status === 'rejected')
       if (failed !== undefined) throw failed.reason
     } finally {
@@ -209,6 +212,18 @@ export class Origin extends DeviceBase {
       throw new TypeError('the COW device is a snapshot of this same origin: a snapshot needs a device of its own')
     }
     checkCowDevice(cow, this.device, this.#engine.snapshots.map((s) => this.#rawCow.get(s.cow) ?? s.cow))
+  }
+
+  /**
+   * As LVM refuses it: while a snapshot merges (or its merge stopped or failed part way) the
+   * origin reads through that snapshot's COW, and a new snapshot would copy the raw device.
+   */
+  #refuseWhileMerging(): void {
+    const merging = this.#engine.merging ?? this.#engine.mergeReserved
+    if (merging !== undefined) {
+      throw new SnapcowError('SNAPCOW_MERGING',
+        `snapshot ${merging.id} of this origin is being merged (or its merge has not finished): finish the merge before creating a snapshot`)
+    }
   }
 
   #checkOpen(): void {

@@ -42,6 +42,10 @@ export class SnapshotCore {
   invalidation: Promise<void> | undefined
   /** Why it became invalid, for errors and status. */
   invalidReason: string | undefined
+  /** The `valid = 0` header could not be written (every attempt failed): the store is unusable. */
+  invalidationError: Error | undefined
+  /** A bug found in this snapshot's store (e.g. a commit out of order): its I/O fails with SNAPCOW_INTERNAL. */
+  internalError: Error | undefined
   copiesInFlight = 0
   /** Set once merge() has taken this snapshot over as the origin's merging volume (spec §12). */
   merge: MergeState | undefined

@@ -56,9 +56,28 @@ export class Snapshot extends DeviceBase {
   /**
    * Detaches the snapshot without merging: new I/O to it rejects, what is in flight finishes,
    * then later origin writes no longer copy for it. Its COW device keeps a valid store that
-   * `loadSnapshot` can open again. The COW device is not closed.
+   * `loadSnapshot` can open again. The COW device is not closed. Refused (SNAPCOW_MERGING)
+   * while its merge runs, or once a merge stopped or failed part way: the origin then reads
+   * through this snapshot's COW, so detaching it would lose what the origin shows; run
+   * `merge()` again to finish.
    */
   drop(): Promise<void> {
+    const merge = this.core.merge
+    if (this.#dropping === undefined && (this.#merging !== undefined || this.engine.mergeReserved === this.core ||
+      (merge !== undefined && merge.status !== 'merged'))) {
+      const how = this.#merging !== undefined ? 'is being merged' : merge?.status === 'merge-failed' ? 'failed to merge part way' : 'was stopped part way through its merge'
+      return Promise.reject(new SnapcowError('SNAPCOW_MERGING',
+        `snapshot ${this.id} ${how}: the origin reads through its COW until the merge finishes, so it cannot be dropped; run merge() again to finish it`))
+    }
+    return this.#detach()
+  }
+
+  /** @internal The origin is closing: detach even a snapshot whose merge stopped (its store keeps the merge's progress). */
+  closeWithOrigin(): Promise<void> {
+    return this.#detach()
+  }
+
+  #detach(): Promise<void> {
     this.#dropping ??= this.origin.inputs.request((bio) => ({ type: 'drop', bio, snapshot: this.id }), async () => {
       // As the kernel removes a snapshot with its origin suspended: no new origin write may
       // start an exception here while the ones in flight finish.
@@ -148,7 +167,7 @@ export class Snapshot extends DeviceBase {
     this.#checkAttached()
     // Wait for admission before counting as in flight: merge() and drop() close admission
     // and then wait for this snapshot's I/O in flight to finish.
-    if (this.engine.admission.mustWait) await this.engine.admission.admit()
+    if (this.engine.admission.closed) await this.engine.admission.whenOpen()
     this.#checkAttached()
     if (this.core.merge !== undefined) return this.engine.writeOrigin(offset, data) // the merging volume
     return this.#counted(() => this.engine.writeSnapshot(this.core, offset, data))
@@ -165,10 +184,14 @@ export class Snapshot extends DeviceBase {
     }
   }
 
-  /** Spec §5.5: a flush of a snapshot goes to its COW device. */
+  /** Spec §5.5: a flush of a snapshot goes to its COW device; of a merging one, to both devices. */
   protected override _flush(): Promise<void> {
-    if (this.origin.recorder === undefined) return this.core.cow.flush()
-    return this.origin.volumeRequest(this.id, 'flush', 0, undefined, () => this.core.cow.flush())
+    if (this.origin.recorder === undefined) return this.#flush()
+    return this.origin.volumeRequest(this.id, 'flush', 0, undefined, () => this.#flush())
+  }
+
+  #flush(): Promise<void> {
+    return this.core.merge !== undefined ? this.engine.flushOrigin() : this.core.cow.flush()
   }
 
   /** Closing a snapshot volume drops it (see drop()). */

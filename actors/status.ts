@@ -9,6 +9,12 @@ export interface SnapshotStatus {
   metadataSectors: number
   /** Exactly what `dmsetup status` prints for the same target. */
   line: string
+  /**
+   * Set when something needs a person's attention beyond the state: the COW device refused
+   * the `valid = 0` header of an invalidation (do not load that COW again: it would claim a
+   * valid snapshot whose chunks the origin has since overwritten), or a bug stopped the snapshot.
+   */
+  warning?: string
 }
 
 export function snapshotStatus(s: SnapshotCore, volumeSectors: number): SnapshotStatus {
@@ -21,5 +27,9 @@ export function snapshotStatus(s: SnapshotCore, volumeSectors: number): Snapshot
     : merge === 'merge-failed' ? ['merge-failed', 'Merge failed'] as const
     : s.overflowed ? ['overflow', 'Overflow'] as const
     : [merge ?? 'active', `${usage.allocatedSectors}/${usage.totalSectors} ${usage.metadataSectors}`] as const
-  return { state, ...numbers, line: `0 ${volumeSectors} ${target} ${word}` }
+  const warning = s.invalidationError !== undefined
+    ? `the COW device refused the header that marks this snapshot invalid (${s.invalidationError.message}); ` +
+      'its store still says valid: do not load it again, its content is no longer the snapshot'
+    : s.internalError !== undefined ? `stopped by an internal error (a bug in snapcow): ${s.internalError.message}` : undefined
+  return { state, ...numbers, line: `0 ${volumeSectors} ${target} ${word}`, ...(warning !== undefined ? { warning } : {}) }
 }

@@ -11,6 +11,11 @@ export async function settleAll(pieces: Array<Promise<void>>): Promise<void> {
 }
 
 export function invalidError(s: SnapshotCore): SnapcowError {
+  if (s.internalError !== undefined) {
+    return new SnapcowError('SNAPCOW_INTERNAL',
+      `snapshot ${s.id} was stopped by an internal error (a bug in snapcow, please report it): ${s.internalError.message}`,
+      { cause: s.internalError })
+  }
   return new SnapcowError('SNAPCOW_INVALID',
     `snapshot ${s.id} is invalid (${s.invalidReason ?? 'its store says so'}): its reads and writes fail`)
 }

@@ -21,6 +21,7 @@ export type SnapcowErrorCode =
   | 'SNAPCOW_MERGE_FAILED'
   | 'SNAPCOW_JOURNAL'
   | 'SNAPCOW_REPLAY_DIVERGED'
+  | 'SNAPCOW_INTERNAL'
 
 /**
  * An operational failure with a stable `code`.

@@ -144,7 +144,12 @@ export class PersistentStore implements ExceptionStore {
     this.#waiting.push(done)
     this.#pendingCount--
     const full = this.#currentCommitted === g.exceptionsPerArea
-    if (this.#pendingCount > 0 && !full) return // the record waits for its batch
+    if (this.#pendingCount > 0 && !full) {
+      // The record waits for its batch; an invalid store writes no batch, so say so now
+      // instead of waiting for allocations whose commits may never come.
+      if (!this.#valid) for (const callback of this.#waiting.splice(0)) callback(false)
+      return
+    }
     if (full) {
       // The next area must read as empty before this one is durable (§9.5 step 4).
       try {
@@ -187,6 +192,9 @@ export class PersistentStore implements ExceptionStore {
       const g = this.geometry
       await this.device.write(0, encodeHeaderChunk(g.chunkBytes, { valid: false, chunkSectors: g.chunkSectors }))
       await this.device.flush()
+      // No area is written from now on: commits waiting for a batch are answered now rather
+      // than when the last outstanding allocation comes, which may be never (a lost commit).
+      for (const callback of this.#waiting.splice(0)) callback(false)
     })
   }
 
