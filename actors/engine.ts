@@ -16,8 +16,10 @@ import { newBioId } from './bio.js'
 import { PendingException } from './chunk-pending.js'
 import type { CopyJob } from './copier.js'
 import { copyChunks } from './copier.js'
+import { BufferPool } from './buffer-pool.js'
 import { readMergingVolume, writeMergingChunk } from './merging-volume.js'
-import { invalidError, overflowError, settleAll } from './volume-errors.js'
+import { invalidError, overflowError } from './volume-errors.js'
+import { forEachPiece, settleAll } from './pieces.js'
 import type { CoreEvent } from './events.js'
 import type { Journal } from './journal/journal.js'
 import type { SnapshotCore } from './snapshot-core.js'
@@ -110,32 +112,31 @@ export class Engine {
 
   // ---- origin writes (spec §5.2) ----
 
-  /** Splits at the smallest snapshot chunk size and runs the protocol for each piece. */
-  async writeOrigin(offset: number, data: Uint8Array): Promise<void> {
-    if (this.admission.closed) await this.admission.whenOpen()
+  /**
+   * An origin write (spec §5.2): cut at the smallest chunk size of the snapshots that take
+   * part, each piece run through the protocol. A write that needs no copy costs one table
+   * probe per snapshot plus the device call.
+   */
+  writeOrigin(offset: number, data: Uint8Array): Promise<void> {
+    if (this.admission.closed) return this.admission.whenOpen().then(() => this.writeOrigin(offset, data))
     this.admission.originWriteStarted()
-    try {
-      let step = 0
-      for (const s of this.#snapshots) {
-        if ((s.participates || s.redirectsOrigin) && (step === 0 || s.chunkBytes < step)) step = s.chunkBytes
-      }
-      if (step === 0) return await this.writeOriginDevice(offset, data)
-      if (Math.floor(offset / step) === Math.floor((offset + data.length - 1) / step)) {
-        return await this.#originPiece(asByteOffset(offset), data) // one piece: no split, no array
-      }
-      const pieces: Array<Promise<void>> = []
-      for (let at = offset; at < offset + data.length;) {
-        const end = Math.min(offset + data.length, (Math.floor(at / step) + 1) * step)
-        pieces.push(this.#originPiece(asByteOffset(at), data.subarray(at - offset, end - offset)))
-        at = end
-      }
-      await settleAll(pieces)
-    } finally {
-      this.admission.originWriteFinished()
+    let step = 0
+    for (const s of this.#snapshots) {
+      if ((s.participates || s.redirectsOrigin) && (step === 0 || s.chunkBytes < step)) step = s.chunkBytes
     }
+    const written = step === 0 ? this.writeOriginDevice(offset, data) : forEachPiece(offset, data, step, this.#originPiece, undefined)
+    return written.then(this.#originWriteDone, this.#originWriteFailed)
   }
 
-  #originPiece(offset: ByteOffset, data: Uint8Array): Promise<void> {
+  readonly #originWriteDone = (): void => this.admission.originWriteFinished()
+  readonly #originWriteFailed = (error: unknown): never => {
+    this.admission.originWriteFinished()
+    throw error
+  }
+
+  readonly #originPiece = (_: undefined, offset: ByteOffset, data: Uint8Array): Promise<void> => this.#writeOriginPiece(offset, data)
+
+  #writeOriginPiece(offset: ByteOffset, data: Uint8Array): Promise<void> {
     const merging = this.#merging
     if (merging?.redirectsOrigin) {
       const chunk = merging.chunkOf(offset)
@@ -260,27 +261,29 @@ export class Engine {
 
   // ---- snapshot I/O (spec §5.3, §5.4) ----
 
-  async readSnapshot(s: SnapshotCore, offset: number, into: Uint8Array): Promise<void> {
-    if (Math.floor(offset / s.chunkBytes) === Math.floor((offset + into.length - 1) / s.chunkBytes)) {
-      return this.#readSnapshotPiece(s, offset, into)
-    }
-    const pieces: Array<Promise<void>> = []
-    for (let at = offset; at < offset + into.length;) {
-      const end = Math.min(offset + into.length, (Math.floor(at / s.chunkBytes) + 1) * s.chunkBytes)
-      pieces.push(this.#readSnapshotPiece(s, at, into.subarray(at - offset, end - offset)))
-      at = end
-    }
-    await settleAll(pieces)
+  /** A snapshot read (spec §5.3), cut at the snapshot's chunks. */
+  readSnapshot(s: SnapshotCore, offset: number, into: Uint8Array): Promise<void> {
+    return forEachPiece(offset, into, s.chunkBytes, this.#readPiece, s)
   }
 
-  async #readSnapshotPiece(s: SnapshotCore, offset: number, into: Uint8Array): Promise<void> {
-    if (!s.valid) throw invalidError(s)
+  // Made once per engine, so that cutting a request allocates no closure.
+  readonly #readPiece = (s: SnapshotCore, offset: ByteOffset, into: Uint8Array): Promise<void> => this.#readSnapshotPiece(s, offset, into)
+  readonly #writePiece = (s: SnapshotCore, offset: ByteOffset, data: Uint8Array): Promise<void> => this.#writeSnapshotPiece(s, offset, data)
+
+  /** One piece: a remapped chunk is one table probe plus the COW read. */
+  #readSnapshotPiece(s: SnapshotCore, offset: ByteOffset, into: Uint8Array): Promise<void> {
+    if (!s.valid) return Promise.reject(invalidError(s))
     const chunk = s.chunkOf(offset)
     const newChunk = s.completed.get(chunk)
     if (newChunk !== undefined) { // C or D (rows 14, 17): the completed table is looked at first
       return s.cow.read(newChunk * s.chunkBytes + (offset - chunk * s.chunkBytes), into)
     }
-    s.reads.track(chunk) // A or B (row 6): from the origin, tracked until it finishes
+    return this.#readThroughToOrigin(s, chunk, offset, into)
+  }
+
+  /** A or B (row 6): from the origin, tracked until it finishes. */
+  async #readThroughToOrigin(s: SnapshotCore, chunk: OldChunk, offset: number, into: Uint8Array): Promise<void> {
+    s.reads.track(chunk)
     try {
       await this.origin.read(offset, into)
       // Invalidated meanwhile: origin writes stopped waiting for this read, so what it read
@@ -293,17 +296,12 @@ export class Engine {
     }
   }
 
-  /** The snapshot volume has already waited for the admission gate (see Snapshot#write). */
-  async writeSnapshot(s: SnapshotCore, offset: number, data: Uint8Array): Promise<void> {
-    const pieces: Array<Promise<void>> = []
-    for (let at = offset; at < offset + data.length;) {
-      const end = Math.min(offset + data.length, (Math.floor(at / s.chunkBytes) + 1) * s.chunkBytes)
-      pieces.push(this.#writeSnapshotPiece(s, asByteOffset(at), data.subarray(at - offset, end - offset)))
-      at = end
-    }
-    await settleAll(pieces)
+  /** A snapshot write (spec §5.4), cut at the snapshot's chunks; the volume has passed the admission gate. */
+  writeSnapshot(s: SnapshotCore, offset: number, data: Uint8Array): Promise<void> {
+    return forEachPiece(offset, data, s.chunkBytes, this.#writePiece, s)
   }
 
+  /** One piece: a remapped chunk is one table probe plus the COW write. */
   #writeSnapshotPiece(s: SnapshotCore, offset: ByteOffset, data: Uint8Array): Promise<void> {
     if (!s.valid) return Promise.reject(invalidError(s))
     if (s.overflowed) return Promise.reject(overflowError(s))
@@ -429,8 +427,11 @@ export class Engine {
   }
 
   #startCopies(jobs: CopyJob[]): void {
-    void copyChunks(this.origin, jobs, (job, ok) => this.#copyDone(job, ok))
+    void copyChunks(this.origin, jobs, this.#copyDoneCallback, this.#buffers)
   }
+
+  readonly #buffers = new BufferPool()
+  readonly #copyDoneCallback = (job: CopyJob, ok: boolean): void => this.#copyDone(job, ok)
 
   #copyDone(job: CopyJob, ok: boolean): void {
     job.snapshot.copiesInFlight--

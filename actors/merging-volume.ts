@@ -5,7 +5,7 @@ import type { ByteOffset, OldChunk } from '../io/units.js'
 import type { BlockDevice } from '../io/block-device.js'
 import { newBioId } from './bio.js'
 import type { SnapshotCore } from './snapshot-core.js'
-import { settleAll } from './volume-errors.js'
+import { forEachPiece } from './pieces.js'
 
 /**
  * Spec §12, a write to the merging volume where the chunk still has an exception: held if
@@ -27,17 +27,12 @@ export function writeMergingChunk(s: SnapshotCore, chunk: OldChunk, newChunk: nu
 }
 
 /** A read of the merging volume, split at the merging snapshot's chunks. */
-export async function readMergingVolume(origin: BlockDevice, s: SnapshotCore, offset: number, into: Uint8Array): Promise<void> {
-  const pieces: Array<Promise<void>> = []
-  for (let at = offset; at < offset + into.length;) {
-    const end = Math.min(offset + into.length, (Math.floor(at / s.chunkBytes) + 1) * s.chunkBytes)
-    const piece = into.subarray(at - offset, end - offset)
-    const chunk = s.chunkOf(at)
-    const newChunk = s.completed.get(chunk)
-    pieces.push(newChunk === undefined ? origin.read(at, piece)
-      : s.cow.read(newChunk * s.chunkBytes + (at - chunk * s.chunkBytes), piece))
-    at = end
-  }
-  await settleAll(pieces)
+export function readMergingVolume(origin: BlockDevice, s: SnapshotCore, offset: number, into: Uint8Array): Promise<void> {
+  return forEachPiece(offset, into, s.chunkBytes, readMergingPiece, { origin, s })
 }
 
+function readMergingPiece({ origin, s }: { origin: BlockDevice; s: SnapshotCore }, offset: ByteOffset, piece: Uint8Array): Promise<void> {
+  const chunk = s.chunkOf(offset)
+  const newChunk = s.completed.get(chunk)
+  return newChunk === undefined ? origin.read(offset, piece) : s.cow.read(newChunk * s.chunkBytes + (offset - chunk * s.chunkBytes), piece)
+}

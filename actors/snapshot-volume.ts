@@ -157,31 +157,34 @@ export class Snapshot extends DeviceBase {
     return this.origin.volumeRequest(this.id, 'write', offset, data, () => this.#write(offset, data))
   }
 
-  async #read(offset: ByteOffset, into: Uint8Array): Promise<void> {
-    this.#checkAttached()
+  #read(offset: ByteOffset, into: Uint8Array): Promise<void> {
+    const refused = this.#detachedError()
+    if (refused !== undefined) return Promise.reject(refused)
     if (this.core.merge !== undefined) return this.engine.readOrigin(offset, into) // the merging volume
-    return this.#counted(() => this.engine.readSnapshot(this.core, offset, into))
+    this.core.ioInFlight++ // merge() and drop() wait for this snapshot's I/O in flight
+    return this.engine.readSnapshot(this.core, offset, into).then(this.#ioDone, this.#ioFailed)
   }
 
-  async #write(offset: ByteOffset, data: Uint8Array): Promise<void> {
-    this.#checkAttached()
+  #write(offset: ByteOffset, data: Uint8Array): Promise<void> {
+    const refused = this.#detachedError()
+    if (refused !== undefined) return Promise.reject(refused)
     // Wait for admission before counting as in flight: merge() and drop() close admission
     // and then wait for this snapshot's I/O in flight to finish.
-    if (this.engine.admission.closed) await this.engine.admission.whenOpen()
-    this.#checkAttached()
+    if (this.engine.admission.closed) return this.engine.admission.whenOpen().then(() => this.#write(offset, data))
     if (this.core.merge !== undefined) return this.engine.writeOrigin(offset, data) // the merging volume
-    return this.#counted(() => this.engine.writeSnapshot(this.core, offset, data))
+    this.core.ioInFlight++
+    return this.engine.writeSnapshot(this.core, offset, data).then(this.#ioDone, this.#ioFailed)
   }
 
-  /** Counts the request as this snapshot's I/O in flight (merge() and drop() wait for it). */
-  async #counted(run: () => Promise<void>): Promise<void> {
-    this.core.ioInFlight++
-    try {
-      await run()
-    } finally {
-      this.core.ioInFlight--
-      this.core.settled()
-    }
+  // Made once per volume, so that counting a request in flight allocates no closure.
+  readonly #ioDone = (): void => {
+    this.core.ioInFlight--
+    this.core.settled()
+  }
+
+  readonly #ioFailed = (error: unknown): never => {
+    this.#ioDone()
+    throw error
   }
 
   /** Spec §5.5: a flush of a snapshot goes to its COW device; of a merging one, to both devices. */
@@ -200,9 +203,13 @@ export class Snapshot extends DeviceBase {
   }
 
   #checkAttached(): void {
-    if (this.#mergedAway) throw new SnapcowError('SNAPCOW_DETACHED', `snapshot ${this.id} has been merged into its origin: read the origin`)
-    if (this.#dropping !== undefined) {
-      throw new SnapcowError('SNAPCOW_DETACHED', `snapshot ${this.id} has been dropped: its reads and writes fail`)
-    }
+    const refused = this.#detachedError()
+    if (refused !== undefined) throw refused
+  }
+
+  #detachedError(): SnapcowError | undefined {
+    if (this.#mergedAway) return new SnapcowError('SNAPCOW_DETACHED', `snapshot ${this.id} has been merged into its origin: read the origin`)
+    if (this.#dropping !== undefined) return new SnapcowError('SNAPCOW_DETACHED', `snapshot ${this.id} has been dropped: its reads and writes fail`)
+    return undefined
   }
 }

@@ -1,14 +1,6 @@
-// actors/volume-errors.ts: the errors a volume's I/O rejects with (spec §13), and waiting for
-// every piece of a split request.
+// actors/volume-errors.ts: the errors a volume's I/O rejects with (spec §13).
 import { SnapcowError } from '../io/errors.js'
 import type { SnapshotCore } from './snapshot-core.js'
-
-/** Waits for every piece, then rethrows the first failure (no piece is left running). */
-export async function settleAll(pieces: Array<Promise<void>>): Promise<void> {
-  if (pieces.length === 1) return pieces[0]
-  const results = await Promise.allSettled(pieces)
-  for (const r of results) if (r.status === 'rejected') throw r.reason
-}
 
 export function invalidError(s: SnapshotCore): SnapcowError {
   if (s.internalError !== undefined) {

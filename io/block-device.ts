@@ -21,7 +21,10 @@ export interface BlockDevice {
   readonly size: number
   /** Fills all of `buffer` from `offset`. */
   read(offset: number, buffer: Uint8Array): Promise<void>
-  /** Writes all of `data` at `offset`. */
+  /**
+   * Writes all of `data` at `offset`. The caller may reuse `data` once the returned promise
+   * settles: an adapter must not keep a reference to it beyond that.
+   */
   write(offset: number, data: Uint8Array): Promise<void>
   /** Resolves once every acknowledged write is durable. */
   flush(): Promise<void>

@@ -38,6 +38,9 @@ function checkAligned(what: 'offset' | 'length', value: number): void {
   if (value % SECTOR_BYTES !== 0) throw new RangeError(`${what} ${shown} is not a multiple of ${SECTOR_BYTES}`)
 }
 
+/** What an empty request resolves with: nothing to wait for. */
+const DONE: Promise<void> = Promise.resolve()
+
 /**
  * Base class for block device adapters: validates every request, then calls the protected
  * `_read`/`_write`/`_flush`/`_close` hooks only for aligned, in-range, non-empty I/O on an
@@ -73,26 +76,40 @@ export abstract class DeviceBase implements BlockDevice {
   }
 
   /** Fills all of `buffer` with the bytes at `offset`. */
-  async read(offset: number, buffer: Uint8Array): Promise<void> {
-    this.#checkOpen('read')
-    this.#checkRequest('read', offset, buffer)
-    if (buffer.length === 0) return
-    await this._read(asByteOffset(offset), buffer)
+  read(offset: number, buffer: Uint8Array): Promise<void> {
+    // Not async: the adapter's own promise is returned as it is (no extra frame per request);
+    // a refused request still rejects rather than throws.
+    try {
+      this.#checkOpen('read')
+      this.#checkRequest('read', offset, buffer)
+      if (buffer.length === 0) return DONE
+      return this._read(asByteOffset(offset), buffer)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   /** Writes all of `data` at `offset`. */
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    this.#checkOpen('write')
-    this.#checkRequest('write', offset, data)
-    if (this.readOnly) throw new SnapcowError('SNAPCOW_READ_ONLY', `cannot write to a read-only device (offset ${offset})`)
-    if (data.length === 0) return
-    await this._write(asByteOffset(offset), data)
+  write(offset: number, data: Uint8Array): Promise<void> {
+    try {
+      this.#checkOpen('write')
+      this.#checkRequest('write', offset, data)
+      if (this.readOnly) throw new SnapcowError('SNAPCOW_READ_ONLY', `cannot write to a read-only device (offset ${offset})`)
+      if (data.length === 0) return DONE
+      return this._write(asByteOffset(offset), data)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   /** Resolves once every acknowledged write is durable. */
-  async flush(): Promise<void> {
-    this.#checkOpen('flush')
-    await this._flush()
+  flush(): Promise<void> {
+    try {
+      this.#checkOpen('flush')
+      return this._flush()
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   /** Releases the device; later I/O rejects with `SNAPCOW_DEVICE_CLOSED`. Closing twice is harmless. */
