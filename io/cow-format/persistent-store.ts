@@ -48,6 +48,8 @@ export class PersistentStore implements ExceptionStore {
   #uncommittedHead = 0
   /** Allocations whose commit the queue has not reached yet (the kernel's pending_count). */
   #pendingCount = 0
+  /** Commits requested whose turn in the I/O queue has not come yet. */
+  #commitsQueued = 0
   /** Callers of commit() whose record waits for the batch write. */
   readonly #waiting: Array<(ok: boolean) => void> = []
   readonly #io = new SerialQueue()
@@ -133,6 +135,7 @@ export class PersistentStore implements ExceptionStore {
       this.#uncommittedHead = 0
     }
     return new Promise((resolve, reject) => {
+      this.#commitsQueued++
       this.#io.run(() => this.#commitInOrder(oldChunk, newChunk, copyOk, resolve)).catch(reject)
     })
   }
@@ -143,10 +146,15 @@ export class PersistentStore implements ExceptionStore {
     writeRecord(this.#areaView, this.#currentCommitted++, oldChunk, newChunk)
     this.#waiting.push(done)
     this.#pendingCount--
+    this.#commitsQueued--
     const full = this.#currentCommitted === g.exceptionsPerArea
-    if (this.#pendingCount > 0 && !full) {
-      // The record waits for its batch; an invalid store writes no batch, so say so now
-      // instead of waiting for allocations whose commits may never come.
+    // Group commit without lockstep: the kernel waits until no allocation is outstanding,
+    // which under a steady load acknowledges writes in bursts. Here the batch is written as
+    // soon as no other ready commit is queued behind this one: records that become ready
+    // while it is being written go in the next batch. One write at a time (nothing
+    // outstanding) writes exactly what the kernel writes.
+    if (!full && this.#commitsQueued > 0) {
+      // An invalid store writes no batch: say so now instead of waiting.
       if (!this.#valid) for (const callback of this.#waiting.splice(0)) callback(false)
       return
     }

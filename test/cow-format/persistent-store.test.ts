@@ -7,6 +7,7 @@ import { PersistentStore } from '../../io/cow-format/persistent-store.js'
 import { readCowStore } from '../../io/cow-format/read-cow-store.js'
 import { asChunkSectors, asNewChunk, asOldChunk } from '../../io/units.js'
 import { RecordingDevice } from '../support/recording-device.js'
+import { ControlledDevice, settle } from '../support/controlled-device.js'
 
 const CS1 = asChunkSectors(1) // 512-byte chunks: 32 records per area, areas every 33 chunks
 const CS8 = asChunkSectors(8)
@@ -98,18 +99,32 @@ describe('group commit (§9.5)', () => {
     expect(info.exceptions).toEqual([[10, 2], [11, 3], [12, 4], [13, 5], [14, 6]])
   })
 
-  test('no commit resolves before its batch is durable', async () => {
-    const cow = new RecordingDevice(new MemoryDevice(1 << 20))
+  test('no lockstep: a ready commit is written at once while others still copy, and resolves only once durable', async () => {
+    const cow = new ControlledDevice(new MemoryDevice(1 << 20), 'cow')
+    cow.passThrough = () => true
     const store = await PersistentStore.create(cow, CS8)
-    const a = store.allocate()!
-    const b = store.allocate()!
+    const [a, b, c] = [store.allocate()!, store.allocate()!, store.allocate()!] // c is still copying throughout
+    cow.passThrough = () => false
+    const mark = cow.submitted.length
     let aDone = false
     const first = store.commit(asOldChunk(1), a, true).then((ok) => { aDone = true; return ok })
-    await new Promise((r) => setTimeout(r, 5))
-    expect(aDone).toBe(false) // b is still allocated and uncommitted: a waits for the batch
-    expect(cow.writes().length).toBe(2) // only the fresh store's writes
-    await store.commit(asOldChunk(2), b, true)
+    await settle()
+    expect(cow.submitted.slice(mark)).toEqual(['flush']) // a's batch started although b and c are outstanding
+    const second = store.commit(asOldChunk(2), b, true) // ready while a's batch is in flight: the next batch
+    for (let i = 0; i < 2; i++) {
+      expect(aDone).toBe(false) // not before its batch is durable
+      cow.releaseAll()
+      await settle()
+    }
+    cow.releaseAll() // a's closing flush
     expect(await first).toBe(true)
+    let bDone = false
+    void second.then(() => { bDone = true })
+    for (let i = 0; i < 10 && !bDone; i++) { await settle(); cow.releaseAll() }
+    expect(await second).toBe(true)
+    expect(cow.submitted.slice(mark)).toEqual(['flush', 'write@4096+4096', 'flush', 'flush', 'write@4096+4096', 'flush'])
+    expect((await readCowStore(cow.inner)).exceptions).toEqual([[1, a], [2, b]])
+    void c
   })
 
   test('rejects a commit out of allocation order and writes nothing for it', async () => {

@@ -160,7 +160,7 @@ export async function record(name: string, dir: URL): Promise<Expectation> {
   const delays = seededDelays(scenario.deviceSeed, 4)
   const slow = seededRandom(~scenario.deviceSeed)
   const delay = (op: 'read' | 'write' | 'flush', offset: number, length: number) =>
-    delays() + (op === 'read' && slow() < 0.25 ? 25 : 0) + (scenario.slow?.(op, offset, length) === true ? 30 : 0)
+    delays() + (op === 'read' && slow() < 0.25 ? 25 : 0) + (scenario.slow?.(op, offset, length) === true ? 80 : 0)
   const originImage = MemoryDevice.from(pattern(0, scenario.originSize, scenario.patternSeed))
   const path = fileURLToPath(new URL(`${name}.jsonl`, dir))
   const origin = await openOrigin(delayedDevice(originImage, delay), { journal: { path, payloads: true } })
