@@ -80,9 +80,13 @@ export class Origin extends DeviceBase {
     journal.record({ type: 'open', size: device.size, payloads: journal.payloads })
   }
 
-  /** Every journal entry as it is made (docs/events.md); silent unless the journal is on. */
+  /**
+   * Every journal entry (docs/events.md): a new subscriber first gets the entries made so far,
+   * from `open` (seq 1) on, then each new one as it is made, each exactly once and in seq
+   * order. Silent unless the journal is on.
+   */
   get events$(): Observable<JournalEntry> {
-    return this.journal.entries$
+    return this.journal.events$
   }
 
   /** @internal Journals a caller's write/read/flush of a volume as one input. */

@@ -1,7 +1,7 @@
 // actors/journal/journal.ts: the event-sourcing journal (architecture rule 2). Every input the
 // engine consumes and every command and transition it produces gets the next sequence number,
 // goes on one RxJS stream, into memory, and (when asked) into a JSON Lines file.
-import { Subject } from 'rxjs'
+import { Observable, Subject } from 'rxjs'
 import type { JournalFile } from './journal-file.js'
 
 /** One journal entry; every type and field is listed in docs/events.md. */
@@ -22,9 +22,21 @@ export type NewEntry = { type: string; [field: string]: unknown }
  * origin.journal.entries()
  */
 export class Journal {
-  readonly entries$ = new Subject<JournalEntry>()
   readonly #entries: JournalEntry[] = []
   #seq = 0
+
+  /** Entries as they are made, from the moment of subscribing on (events$ also gives the earlier ones). */
+  readonly entries$ = new Subject<JournalEntry>()
+
+  /**
+   * Every entry: first those made so far, in order, then each new one as it is made, each
+   * exactly once. Gap-free because both steps run in the one synchronous subscribe call (an
+   * entry made meanwhile, by a subscriber's own reaction, is picked up by the loop).
+   */
+  readonly events$ = new Observable<JournalEntry>((subscriber) => {
+    for (let i = 0; i < this.#entries.length && !subscriber.closed; i++) subscriber.next(this.#entries[i]!)
+    return subscriber.closed ? undefined : this.entries$.subscribe(subscriber)
+  })
 
   constructor(readonly enabled: boolean, readonly payloads: boolean, private readonly file?: JournalFile) {}
 

@@ -1,12 +1,14 @@
 // actors/journal/recorder.ts: puts the engine's inputs through the sequencer and into the
 // journal. In record mode the devices are real and their completions become `complete`
 // inputs; in replay mode the devices do the same I/O on the images given to replay(), but a
-// request completes only when the replayed journal says so.
+// request completes only when the replayed journal says so, failing (if it failed) with the
+// recorded code.
 import type { BlockDevice } from '../../io/block-device.js'
 import type { Journal, NewEntry } from './journal.js'
+import { errorCode, ReplayedDeviceError } from './replayed-device-error.js'
 import { Sequencer } from './sequencer.js'
 
-type Settle = { resolve: () => void; reject: (error: Error) => void }
+type Settle = { resolve: () => void; reject: (error: unknown) => void }
 
 export class Recorder {
   readonly sequencer = new Sequencer()
@@ -34,8 +36,8 @@ export class Recorder {
         started.then((value) => {
           this.journal.record({ type: 'done', bio, ok: true })
           resolve(value)
-        }, (error: Error & { code?: string }) => {
-          this.journal.record({ type: 'done', bio, ok: false, error: error.code ?? error.name })
+        }, (error: unknown) => {
+          this.journal.record({ type: 'done', bio, ok: false, error: errorCode(error) })
           reject(error)
         })
       })
@@ -55,7 +57,7 @@ export class Recorder {
           this.#awaitingReplay.set(req, settle)
           return
         }
-        done.then(() => this.#complete(req, true, settle), (error: Error) => this.#complete(req, false, settle, error))
+        done.then(() => this.#complete(req, settle), (error: unknown) => this.#complete(req, settle, { error, code: errorCode(error) }))
       })
     }
     return {
@@ -68,20 +70,35 @@ export class Recorder {
     } satisfies BlockDevice
   }
 
-  #complete(req: number, ok: boolean, settle: Settle, error?: Error): void {
+  /**
+   * Journals a completion, in its turn, and settles the request. A failure's `code` goes on
+   * the entry (absent only when replaying a journal recorded before failures had one).
+   */
+  #complete(req: number, settle: Settle, failure?: { error: unknown; code: string | undefined }): void {
     this.sequencer.enqueue(() => {
-      this.journal.record({ type: 'complete', req, ok })
-      if (ok) settle.resolve()
-      else settle.reject(error ?? new Error(`request ${req} failed (replayed)`))
+      if (failure === undefined) {
+        this.journal.record({ type: 'complete', req, ok: true })
+        settle.resolve()
+        return
+      }
+      this.journal.record({ type: 'complete', req, ok: false, ...(failure.code === undefined ? {} : { error: failure.code }) })
+      settle.reject(failure.error)
     })
   }
 
-  /** Replay: completes request `req` as the journal recorded it, in its turn. False if unknown. */
-  replayComplete(req: number, ok: boolean): boolean {
+  /**
+   * Replay: completes request `req` as the journal recorded it, in its turn; a failure rejects
+   * with a ReplayedDeviceError carrying the recorded `error` code (a plain Error for a journal
+   * that recorded none). False if `req` is not waiting.
+   */
+  replayComplete(req: number, ok: boolean, error: string | undefined): boolean {
     const settle = this.#awaitingReplay.get(req)
     if (settle === undefined) return false
     this.#awaitingReplay.delete(req)
-    this.#complete(req, ok, settle)
+    if (ok) this.#complete(req, settle)
+    else this.#complete(req, settle, error === undefined
+      ? { error: new Error(`request ${req} failed (replayed)`), code: undefined }
+      : { error: new ReplayedDeviceError(req, error), code: error })
     return true
   }
 

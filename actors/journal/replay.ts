@@ -80,7 +80,7 @@ function issue(origin: Origin, entry: JournalEntry, options: ReplayOptions, snap
   const quiet = (p: Promise<unknown>) => { p.catch(() => undefined) }
   switch (entry.type) {
     case 'complete':
-      if (!origin.recorder!.replayComplete(entry.req as number, entry.ok as boolean)) {
+      if (!origin.recorder!.replayComplete(entry.req as number, entry.ok as boolean, typeof entry.error === 'string' ? entry.error : undefined)) {
         throw new ReplayDivergenceError(entry.seq, entry, undefined)
       }
       return
