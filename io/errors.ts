@@ -21,6 +21,8 @@ export type SnapcowErrorCode =
   | 'SNAPCOW_MERGE_FAILED'
   | 'SNAPCOW_JOURNAL'
   | 'SNAPCOW_REPLAY_DIVERGED'
+  | 'SNAPCOW_BUSY'
+  | 'SNAPCOW_CHUNK_SIZE_MISMATCH'
 
 /**
  * An operational failure with a stable `code`.
