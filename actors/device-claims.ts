@@ -5,15 +5,22 @@
 import type { BlockDevice } from '../io/block-device.js'
 import { SnapcowError } from '../io/errors.js'
 
-/** What a device is used as, by which holder (an Origin). */
+/** What a device is used as, by which holder. Plain data: no reference back to the holder,
+ * so a holder dropped without close() is collected with its devices (no WeakMap cycle). */
 interface Claim {
-  holder: object
+  holderId: number
   role: 'origin' | 'cow'
 }
 
 const claims = new WeakMap<BlockDevice, Claim>()
-/** Each holder's devices, so closing it releases them all. */
-const held = new WeakMap<object, Set<BlockDevice>>()
+/** Each holder's id and devices, so closing it releases them all. */
+const held = new WeakMap<object, { id: number; devices: Set<BlockDevice> }>()
+let nextId = 1
+const holding = (holder: object) => {
+  let entry = held.get(holder)
+  if (entry === undefined) held.set(holder, entry = { id: nextId++, devices: new Set() })
+  return entry
+}
 
 /**
  * Claims `device` for `holder`, or throws SNAPCOW_BUSY naming what already holds it.
@@ -25,15 +32,15 @@ const held = new WeakMap<object, Set<BlockDevice>>()
 export function claimDevice(device: BlockDevice, holder: object, role: Claim['role'], what: string): void {
   const claim = claims.get(device)
   if (claim !== undefined) {
-    const owner = claim.holder === holder ? 'this origin' : 'another open origin'
+    const owner = claim.holderId === held.get(holder)?.id ? 'this origin' : 'another open origin'
     const as = claim.role === 'origin' ? `the origin device of ${owner}` : `the COW device of a snapshot of ${owner}`
     throw new SnapcowError('SNAPCOW_BUSY',
       `${what}: the device is already in use as ${as}; a device serves one origin or one snapshot at a time ` +
       `(close that origin, or drop that snapshot, first)`)
   }
-  claims.set(device, { holder, role })
-  const mine = held.get(holder) ?? new Set<BlockDevice>()
-  held.set(holder, mine.add(device))
+  const mine = holding(holder)
+  claims.set(device, { holderId: mine.id, role })
+  mine.devices.add(device)
 }
 
 /**
@@ -43,9 +50,10 @@ export function claimDevice(device: BlockDevice, holder: object, role: Claim['ro
  * releaseDevice(cow, origin)
  */
 export function releaseDevice(device: BlockDevice, holder: object): void {
-  if (claims.get(device)?.holder !== holder) return
+  const mine = held.get(holder)
+  if (mine === undefined || claims.get(device)?.holderId !== mine.id) return
   claims.delete(device)
-  held.get(holder)?.delete(device)
+  mine.devices.delete(device)
 }
 
 /**
@@ -55,7 +63,7 @@ export function releaseDevice(device: BlockDevice, holder: object): void {
  * releaseAll(origin)
  */
 export function releaseAll(holder: object): void {
-  for (const device of held.get(holder) ?? []) claims.delete(device)
+  for (const device of held.get(holder)?.devices ?? []) claims.delete(device)
   held.delete(holder)
 }
 
@@ -66,8 +74,7 @@ export function releaseAll(holder: object): void {
  * transferClaims(token, origin)
  */
 export function transferClaims(from: object, to: object): void {
-  for (const device of held.get(from) ?? []) claims.set(device, { holder: to, role: claims.get(device)!.role })
-  const devices = held.get(from)
+  const entry = held.get(from)
   held.delete(from)
-  if (devices !== undefined) held.set(to, devices)
+  if (entry !== undefined) held.set(to, entry) // same id: the claims stay as they are
 }
