@@ -2,7 +2,7 @@
 
 // Origin and snapshots
 export { openOrigin, Origin } from './actors/origin-volume.js'
-export type { OpenOriginOptions } from './actors/origin-volume.js'
+export type { LoadSnapshotOptions, OpenOriginOptions } from './actors/origin-volume.js'
 export type { InspectionObserver } from './actors/engine.js'
 export { Snapshot } from './actors/snapshot-volume.js'
 export type { SnapshotStatus } from './actors/status.js'

@@ -22,6 +22,7 @@ import type { CreateSnapshotOptions } from './snapshot-options.js'
 import { checkCowDevice, checkSnapshotOptions } from './snapshot-options.js'
 import { SnapshotCore } from './snapshot-core.js'
 import { Snapshot } from './snapshot-volume.js'
+import { claimDevice, releaseAll, releaseDevice, transferClaims } from './device-claims.js'
 
 /** Options of `openOrigin` (api.md). */
 export interface OpenOriginOptions extends EngineOptions {
@@ -38,6 +39,17 @@ export interface OpenOriginOptions extends EngineOptions {
 /** @internal How a volume takes a caller's request: straight, or through the journal. */
 export interface Inputs {
   request<T>(describe: (bio: number) => NewEntry, run: () => Promise<T>): Promise<T>
+}
+
+/** Options of `Origin.loadSnapshot` (api.md). */
+export interface LoadSnapshotOptions {
+  /** Load the store as the kernel's 'PO' (a full COW on a snapshot write is Overflow, not Invalid). */
+  overflow?: boolean
+  /**
+   * Bytes: the chunk size you expect. The store's header decides the chunk size; when this is
+   * given and differs, the load is refused (`SNAPCOW_CHUNK_SIZE_MISMATCH`) rather than ignored.
+   */
+  chunkSize?: number
 }
 
 const direct: Inputs = { request: (_describe, run) => run() }
@@ -110,17 +122,19 @@ export class Origin extends DeviceBase {
   /**
    * Makes a new snapshot on `cow` and activates it (no origin write is in flight at that
    * instant). A persistent store is durable on the COW device when this resolves. Refuses a
-   * COW that already holds a snapshot store (use loadSnapshot) rather than overwrite it.
+   * COW that already holds a snapshot store (use loadSnapshot) rather than overwrite it, and
+   * (`SNAPCOW_BUSY`) a COW that another open origin uses as its origin or a snapshot's COW.
    */
   async createSnapshot(cow: BlockDevice, options: CreateSnapshotOptions = {}): Promise<Snapshot> {
     this.#checkOpen()
     this.#checkCow(cow)
     const checked = checkSnapshotOptions(options)
     this.#refuseWhileMerging() // before anything is written to the COW
+    claimDevice(cow, this, 'cow', 'createSnapshot')
     const index = this.#cows++
-    return this.#inputs.request((bio) => ({ type: 'snapshot', bio, op: 'create', cow: index, cowSize: cow.size,
+    return this.#unclaimOnFailure(cow, this.#inputs.request((bio) => ({ type: 'snapshot', bio, op: 'create', cow: index, cowSize: cow.size,
       chunkSize: checked.chunkSectors * SECTOR_BYTES, persistent: checked.persistent, overflow: checked.overflow }),
-    () => this.#create(this.#takeCow(cow, index), checked))
+    () => this.#create(this.#takeCow(cow, index), checked)))
   }
 
   async #create(cow: BlockDevice, checked: ReturnType<typeof checkSnapshotOptions>): Promise<Snapshot> {
@@ -140,17 +154,30 @@ export class Origin extends DeviceBase {
 
   /**
    * Opens a persistent store written earlier, by snapcow or by Linux, and activates it.
-   * Rejects a device with no store (magic 0), a foreign one, or a corrupt one, writing nothing.
+   * Rejects a device with no store (magic 0), a foreign one, or a corrupt one, writing nothing;
+   * also a store made for a smaller origin (a record past this origin's last chunk), a header
+   * chunk size other than `options.chunkSize`, and (`SNAPCOW_BUSY`) a COW in use by another origin.
    */
-  async loadSnapshot(cow: BlockDevice, options: { overflow?: boolean } = {}): Promise<Snapshot> {
+  async loadSnapshot(cow: BlockDevice, options: LoadSnapshotOptions = {}): Promise<Snapshot> {
     this.#checkOpen()
     this.#checkCow(cow)
     if (options.overflow !== undefined && typeof options.overflow !== 'boolean') {
       throw new TypeError(`overflow must be a boolean, got ${String(options.overflow)}`)
     }
+    const chunkSectors = options.chunkSize === undefined ? undefined : checkSnapshotOptions({ chunkSize: options.chunkSize }).chunkSectors
+    claimDevice(cow, this, 'cow', 'loadSnapshot')
     const index = this.#cows++
-    return this.#inputs.request((bio) => ({ type: 'snapshot', bio, op: 'load', cow: index, cowSize: cow.size, overflow: options.overflow === true }),
-      () => this.#load(this.#takeCow(cow, index), options))
+    return this.#unclaimOnFailure(cow, this.#inputs.request((bio) => ({ type: 'snapshot', bio, op: 'load', cow: index, cowSize: cow.size,
+      overflow: options.overflow === true, ...(chunkSectors === undefined ? {} : { chunkSize: chunkSectors * SECTOR_BYTES }) }),
+    () => this.#load(this.#takeCow(cow, index), options.overflow === true, chunkSectors)))
+  }
+
+  /** A COW whose snapshot could not be made is free again. */
+  #unclaimOnFailure(cow: BlockDevice, made: Promise<Snapshot>): Promise<Snapshot> {
+    return made.catch((error: unknown) => {
+      releaseDevice(cow, this)
+      throw error
+    })
   }
 
   /** The COW as the engine sees it (journaled when the journal is on). */
@@ -160,10 +187,14 @@ export class Origin extends DeviceBase {
     return seen
   }
 
-  async #load(cow: BlockDevice, options: { overflow?: boolean }): Promise<Snapshot> {
+  async #load(cow: BlockDevice, overflow: boolean, chunkSectors: number | undefined): Promise<Snapshot> {
     const table = new CompletedTable()
-    const store = await PersistentStore.load(cow, { onException: (o, n) => table.set(o, n) }) // row 20
-    return this.#attach(cow, store, table, options.overflow === true, false)
+    const store = await PersistentStore.load(cow, {
+      onException: (o, n) => table.set(o, n), // row 20
+      originBytes: this.size, // a store made for a smaller origin is refused, not misread
+      ...(chunkSectors === undefined ? {} : { chunkSectors }),
+    })
+    return this.#attach(cow, store, table, overflow, false)
   }
 
   async #attach(cow: BlockDevice, store: ExceptionStore, table: CompletedTable, overflow: boolean, fresh: boolean): Promise<Snapshot> {
@@ -173,6 +204,7 @@ export class Origin extends DeviceBase {
     await this.#engine.activate(core, fresh ? () => this.#refuseWhileMerging() : undefined)
     const snapshot = new Snapshot(this.#engine, core, this.size, (gone) => {
       this.#snapshots = this.#snapshots.filter((s) => s !== gone)
+      releaseDevice(this.#rawCow.get(cow) ?? cow, this) // dropped or merged away: the COW is free
     }, this)
     this.#snapshots = [...this.#snapshots, snapshot]
     return snapshot
@@ -205,6 +237,7 @@ export class Origin extends DeviceBase {
       const failed = dropped.find((r) => r.status === 'rejected')
       if (failed !== undefined) throw failed.reason
     } finally {
+      releaseAll(this) // the origin device and the COWs are free for another origin
       await this.#file?.close() // even when a drop failed: never leave the file open
     }
   }
@@ -252,7 +285,9 @@ async function refuseExistingStore(cow: BlockDevice): Promise<void> {
 }
 
 /**
- * Opens an origin volume on a device. The engine never closes a device it was given.
+ * Opens an origin volume on a device. The engine never closes a device it was given. Refuses
+ * (`SNAPCOW_BUSY`) a device that another open origin in this process uses as its origin or as a
+ * snapshot's COW, as the kernel claims a device exclusively; `close()` releases it.
  * @example
  * const origin = await openOrigin(new MemoryDevice(16 << 20))
  */
@@ -263,6 +298,15 @@ export async function openOrigin(device: BlockDevice, options: OpenOriginOptions
   const wanted = options.journal !== undefined && options.journal !== false
   const settings = wanted ? options.journal as { path?: string; payloads?: boolean } : {}
   if (settings.path !== undefined && typeof settings.path !== 'string') throw new TypeError(`journal.path must be a string, got ${String(settings.path)}`)
-  const file = settings.path !== undefined ? await JournalFile.create(settings.path) : undefined
-  return new Origin(device, options, new Journal(wanted, settings.payloads === true, file), file)
+  const token = {} // the claim is taken before any await, so two racing opens cannot both win
+  claimDevice(device, token, 'origin', 'openOrigin')
+  try {
+    const file = settings.path !== undefined ? await JournalFile.create(settings.path) : undefined
+    const origin = new Origin(device, options, new Journal(wanted, settings.payloads === true, file), file)
+    transferClaims(token, origin)
+    return origin
+  } catch (error) {
+    releaseAll(token)
+    throw error
+  }
 }

@@ -22,6 +22,8 @@ export type SnapcowErrorCode =
   | 'SNAPCOW_JOURNAL'
   | 'SNAPCOW_REPLAY_DIVERGED'
   | 'SNAPCOW_INTERNAL'
+  | 'SNAPCOW_BUSY'
+  | 'SNAPCOW_CHUNK_SIZE_MISMATCH'
 
 /**
  * An operational failure with a stable `code`.

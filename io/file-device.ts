@@ -1,12 +1,14 @@
 // io/file-device.ts: a block device on a regular file or a Linux block device (api.md
-// "Devices"), through one FileHandle with positional I/O. `open()` owns the sizing rules;
-// reads and writes loop until the whole buffer is done, so short transfers never leak out.
+// "Devices"), through one FileHandle with positional I/O. `open()` owns the sizing rules and
+// the exclusive claim of a writer (io/file-lock.ts; O_EXCL for block devices); reads and
+// writes loop until the whole buffer is done, so short transfers never leak out.
 
-import { open as openHandle, readFile, type FileHandle } from 'node:fs/promises'
-import type { Stats } from 'node:fs'
+import { open as openHandle, readFile, rm, stat, type FileHandle } from 'node:fs/promises'
+import { constants, type Stats } from 'node:fs'
 import type { ByteOffset } from './units.js'
 import { checkDeviceSize, DeviceBase } from './device-base.js'
 import { SnapcowError } from './errors.js'
+import { FileLock } from './file-lock.js'
 
 /**
  * Options for {@link FileDevice.open}.
@@ -20,11 +22,24 @@ export interface FileDeviceOptions {
   create?: boolean
   /** Open with 'r'; writes reject with `SNAPCOW_READ_ONLY`. Cannot be combined with `create`. */
   readOnly?: boolean
+  /**
+   * Default true: a device opened for writing is claimed exclusively, and a second writer, in
+   * this process or another, is refused with `SNAPCOW_BUSY` naming the file, as the kernel and
+   * LVM refuse a device in use. A regular file gets an advisory lock directory `<real path>.lock`
+   * (proper-lockfile: Node has no flock(2); it is released by `close()` and on process exit, and
+   * a crashed process's lock goes stale after 10 s and is taken over); a block device is opened
+   * with `O_EXCL`, the kernel's own claim (refused while mounted, held by device-mapper, LVM or
+   * another exclusive opener). Read-only opens take no lock: they never conflict with each other
+   * nor with a writer, and may see a store mid-update. `false` skips the claim, for callers who
+   * coordinate access themselves.
+   */
+  lock?: boolean
 }
 
 /**
  * A block device on a file or block device path; survives close and reopen.
- * `flush()` is `fdatasync`.
+ * `flush()` is `fdatasync`. Opened for writing, it holds the file exclusively until `close()`
+ * (see {@link FileDeviceOptions.lock}).
  * @example
  * const dev = await FileDevice.open('/tmp/cow.img', { create: true, size: 64 << 20 })
  * await dev.write(0, new Uint8Array(512).fill(1))
@@ -35,50 +50,58 @@ export class FileDevice extends DeviceBase {
   /** The path this device was opened from. */
   readonly path: string
   readonly #handle: FileHandle
+  readonly #lock: FileLock | undefined
 
-  private constructor(path: string, handle: FileHandle, size: number, readOnly: boolean) {
+  private constructor(path: string, handle: FileHandle, size: number, readOnly: boolean, lock: FileLock | undefined) {
     super(size, { flush: true, persistent: true }, { readOnly })
     this.path = path
     this.#handle = handle
+    this.#lock = lock
   }
 
   /**
    * Opens (or creates) a file-backed device. An existing file gives its own size unless `size`
    * is passed (the file must be at least that big, or `create` grows it); a missing file needs
-   * `create: true` and `size`; a block device without `size` is sized from sysfs.
+   * `create: true` and `size`; a block device without `size` is sized from sysfs. Opened for
+   * writing, the file is claimed exclusively unless `lock: false`: a second writer rejects with
+   * `SNAPCOW_BUSY` naming the file. A failed create leaves no file behind.
    * @example
    * const dev = await FileDevice.open('/tmp/origin.img', { readOnly: true })
    */
   static async open(path: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
-    const { size, create = false, readOnly = false } = options
+    const { size, create = false, readOnly = false, lock = true } = options
     if (typeof path !== 'string' || path === '') throw new TypeError('FileDevice.open: path must be a non-empty string')
     if (create && readOnly) throw new TypeError(`FileDevice.open: create and readOnly cannot be combined (${path})`)
+    if (typeof lock !== 'boolean') throw new TypeError(`FileDevice.open: lock must be a boolean, got ${String(lock)}`)
     if (size !== undefined) checkDeviceSize(size, 'FileDevice.open: size')
 
-    let handle: FileHandle
-    try {
-      handle = await openHandle(path, readOnly ? 'r' : 'r+')
-    } catch (error) {
-      if (!isNodeError(error, 'ENOENT')) throw ioError(`FileDevice.open: cannot open ${path}`, error)
-      if (!create) {
-        throw new SnapcowError('SNAPCOW_IO', `FileDevice.open: ${path} does not exist (pass create: true and a size)`, {
-          cause: error,
-        })
-      }
+    const found = await statIfAny(path)
+    if (found === undefined) {
+      if (!create) throw new SnapcowError('SNAPCOW_IO', `FileDevice.open: ${path} does not exist (pass create: true and a size)`)
       if (size === undefined) throw new TypeError(`FileDevice.open: size is required to create ${path}`)
-      return FileDevice.#create(path, size)
+    } else if (!found.isFile() && !found.isBlockDevice()) {
+      throw new TypeError(`FileDevice.open: ${path} is not a regular file or block device`)
     }
-
+    const exclusive = lock && !readOnly
+    const blockDevice = found?.isBlockDevice() === true
+    const fileLock = exclusive && !blockDevice ? await FileLock.take(path, found) : undefined
     try {
-      const deviceSize = await sizeOf(path, handle, await handle.stat(), size, create && !readOnly)
-      return new FileDevice(path, handle, deviceSize, readOnly)
+      if (found === undefined) return await FileDevice.#create(path, size!, fileLock)
+      const handle = await openExisting(path, readOnly, exclusive && blockDevice)
+      try {
+        const deviceSize = await sizeOf(path, handle, await handle.stat(), size, create && !readOnly)
+        return new FileDevice(path, handle, deviceSize, readOnly, fileLock)
+      } catch (error) {
+        await handle.close()
+        throw error
+      }
     } catch (error) {
-      await handle.close()
+      await fileLock?.release()
       throw error
     }
   }
 
-  static async #create(path: string, size: number): Promise<FileDevice> {
+  static async #create(path: string, size: number, lock: FileLock | undefined): Promise<FileDevice> {
     let handle: FileHandle
     try {
       handle = await openHandle(path, 'wx+') // exclusive: never clobber a file that appeared meanwhile
@@ -86,11 +109,17 @@ export class FileDevice extends DeviceBase {
       throw ioError(`FileDevice.open: cannot create ${path}`, error)
     }
     try {
-      await handle.truncate(size) // sparse: no data blocks until written
-      return new FileDevice(path, handle, size, false)
+      lock?.bind(await handle.stat(), path)
+      try {
+        await handle.truncate(size) // sparse: no data blocks until written
+      } catch (error) {
+        throw ioError(`FileDevice.open: cannot size ${path} to ${size} bytes`, error)
+      }
+      return new FileDevice(path, handle, size, false, lock)
     } catch (error) {
       await handle.close()
-      throw ioError(`FileDevice.open: cannot size ${path} to ${size} bytes`, error)
+      await rm(path, { force: true }) // the file is ours (wx+): a failed create leaves nothing behind
+      throw error
     }
   }
 
@@ -112,6 +141,7 @@ export class FileDevice extends DeviceBase {
   }
 
   protected override async _write(offset: ByteOffset, data: Uint8Array): Promise<void> {
+    if (this.#lock?.lost !== undefined) throw this.#lock.lost // another writer may have the file now
     let done = 0
     while (done < data.length) {
       try {
@@ -132,7 +162,37 @@ export class FileDevice extends DeviceBase {
   }
 
   protected override async _close(): Promise<void> {
-    await this.#handle.close()
+    try {
+      await this.#handle.close()
+    } finally {
+      await this.#lock?.release()
+    }
+  }
+}
+
+/** The path's stats (symlinks followed), or undefined when nothing is there. */
+async function statIfAny(path: string): Promise<Stats | undefined> {
+  try {
+    return await stat(path)
+  } catch (error) {
+    if (isNodeError(error, 'ENOENT')) return undefined
+    throw ioError(`FileDevice.open: cannot open ${path}`, error)
+  }
+}
+
+/** Opens an existing path; a writable block device with O_EXCL, the kernel's exclusive claim. */
+async function openExisting(path: string, readOnly: boolean, exclusiveBlockDevice: boolean): Promise<FileHandle> {
+  const flags = readOnly ? 'r' : exclusiveBlockDevice ? constants.O_RDWR | constants.O_EXCL : 'r+'
+  try {
+    return await openHandle(path, flags)
+  } catch (error) {
+    if (exclusiveBlockDevice && isNodeError(error, 'EBUSY')) {
+      throw new SnapcowError('SNAPCOW_BUSY',
+        `${path} is a block device in use: mounted, held by device-mapper or LVM, or open for writing by another ` +
+        'process or FileDevice (the kernel refuses a second exclusive open, O_EXCL). Open with readOnly: true ' +
+        'to read it, or lock: false if you coordinate access yourself', { cause: error })
+    }
+    throw ioError(`FileDevice.open: cannot open ${path}`, error)
   }
 }
 
@@ -155,7 +215,7 @@ async function sizeOf(
     }
     return size
   }
-  if (!stat.isFile()) throw new TypeError(`FileDevice.open: ${path} is not a regular file or block device`)
+  if (!stat.isFile()) throw new TypeError(`FileDevice.open: ${path} is not a regular file or block device`) // replaced meanwhile
   if (size === undefined) {
     if (stat.size % 512 !== 0) {
       throw new RangeError(`FileDevice.open: ${path} is ${stat.size} bytes, not a multiple of 512; pass size`)

@@ -72,7 +72,11 @@ export async function replay(recorded: Iterable<JournalEntry> | AsyncIterable<Jo
   for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r))
   check(expected.length)
   if (made.length > expected.length) throw new ReplayDivergenceError(expected.length + 1, undefined, made[expected.length])
-  return { entries: [...made], statuses: all.map((s) => s.status()) }
+  const result = { entries: [...made], statuses: all.map((s) => s.status()) }
+  // Let the caller's devices go (an open origin keeps them claimed); what closing journals
+  // is not part of the recorded run.
+  await origin.close().catch(() => undefined)
+  return result
 }
 
 /** Feeds one recorded input to the replaying origin (results come back as entries). */
@@ -88,7 +92,7 @@ function issue(origin: Origin, entry: JournalEntry, options: ReplayOptions, snap
       const cow = options.cows?.[entry.cow as number] ?? new MemoryDevice(entry.cowSize as number)
       const made = entry.op === 'create'
         ? origin.createSnapshot(cow, { chunkSize: entry.chunkSize as number, persistent: entry.persistent as boolean, overflow: entry.overflow as boolean })
-        : origin.loadSnapshot(cow, { overflow: entry.overflow as boolean })
+        : origin.loadSnapshot(cow, { overflow: entry.overflow as boolean, ...(typeof entry.chunkSize === 'number' ? { chunkSize: entry.chunkSize } : {}) })
       made.then((s) => { snapshots.set(s.id, s); all.push(s) }, () => undefined)
       return
     }

@@ -3,7 +3,8 @@
 // zero magic (no store yet), a foreign magic, a version other than 1, an illegal chunk size,
 // a device too small for its own table, and any record that would send a snapshot read
 // somewhere wrong: a new_chunk that is a metadata chunk, lies past the device's end or is
-// used twice, an old_chunk remapped twice, or a chunk number too large to represent.
+// used twice, an old_chunk remapped twice, or a chunk number too large to represent; and, when
+// told the origin's size or the expected chunk size, a store made for another origin.
 import type { BlockDevice } from '../block-device.js'
 import { CowFormatError, SnapcowError } from '../errors.js'
 import type { NewChunk, OldChunk } from '../units.js'
@@ -36,6 +37,13 @@ export interface LoadOptions {
   onException?: (oldChunk: OldChunk, newChunk: NewChunk) => void
   /** Also read the table of a store whose header says invalid (the kernel does not). */
   scanInvalid?: boolean
+  /**
+   * The origin's size in bytes: refuse a record whose old_chunk lies past the origin's last
+   * chunk (a store made for a bigger origin). The format has no field naming its origin.
+   */
+  originBytes?: number
+  /** The chunk size in sectors the caller expects: refuse a header that says otherwise. */
+  chunkSectors?: number
 }
 
 /** Loads and checks a persistent store; throws CowFormatError or SnapcowError, never writes. */
@@ -64,6 +72,12 @@ export async function loadStore(device: BlockDevice, options: LoadOptions = {}):
     throw new CowFormatError('SNAPCOW_BAD_CHUNK_SIZE', 'chunk_size', header.chunkSectors,
       `COW header chunk_size ${header.chunkSectors} ${problem}`)
   }
+  if (options.chunkSectors !== undefined && options.chunkSectors !== header.chunkSectors) {
+    throw new CowFormatError('SNAPCOW_CHUNK_SIZE_MISMATCH', 'chunk_size', header.chunkSectors,
+      `COW header chunk_size is ${header.chunkSectors} sectors (${header.chunkSectors * SECTOR_BYTES} bytes), ` +
+      `not the chunkSize ${options.chunkSectors * SECTOR_BYTES} bytes (${options.chunkSectors} sectors) asked for: ` +
+      'the header decides the chunk size; omit chunkSize to use it')
+  }
   const geometry = cowGeometry(legalChunkSectors(header.chunkSectors))
   requireChunks(device, geometry, 2, 'the header and metadata area 0')
 
@@ -73,13 +87,15 @@ export async function loadStore(device: BlockDevice, options: LoadOptions = {}):
     nextFree: FIRST_DATA_CHUNK, area: new Uint8Array(geometry.chunkBytes), exceptionCount: 0,
   }
   if (!valid && options.scanInvalid !== true) return loaded // §9.6 step 6: the table is not read
-  await scanTable(device, loaded, options.onException)
+  // The origin's last chunk may be partial: it still counts.
+  const originChunks = options.originBytes === undefined ? undefined : Math.ceil(options.originBytes / geometry.chunkBytes)
+  await scanTable(device, loaded, options.onException, originChunks)
   return loaded
 }
 
 // §9.6 step 7: walk areas until one is not full; check each record as it comes.
 async function scanTable(device: BlockDevice, loaded: LoadedStore,
-  onException: LoadOptions['onException']): Promise<void> {
+  onException: LoadOptions['onException'], originChunks: number | undefined): Promise<void> {
   const g = loaded.geometry
   const seenOld = new Set<number>()
   const seenNew = new Set<number>()
@@ -99,7 +115,7 @@ async function scanTable(device: BlockDevice, loaded: LoadedStore,
     for (; slot < g.exceptionsPerArea; slot++) {
       if (isTerminator(view, slot)) break
       const { oldChunk, newChunk } = readRecord(view, slot)
-      checkRecord(g, deviceChunks, oldChunk, newChunk, seenOld, seenNew, { area: areaIndex, slot })
+      checkRecord(g, deviceChunks, originChunks, oldChunk, newChunk, seenOld, seenNew, { area: areaIndex, slot })
       if (newChunk > maxNew) maxNew = newChunk
       loaded.exceptionCount++
       onException?.(asOldChunk(oldChunk), asNewChunk(newChunk))
@@ -115,7 +131,7 @@ async function scanTable(device: BlockDevice, loaded: LoadedStore,
   }
 }
 
-function checkRecord(g: CowGeometry, deviceChunks: number, oldChunk: number, newChunk: number,
+function checkRecord(g: CowGeometry, deviceChunks: number, originChunks: number | undefined, oldChunk: number, newChunk: number,
   seenOld: Set<number>, seenNew: Set<number>, where: { area: number; slot: number }): void {
   const at = `record ${where.slot} of metadata area ${where.area}`
   const bad = (field: string, value: number | string, why: string) =>
@@ -125,6 +141,10 @@ function checkRecord(g: CowGeometry, deviceChunks: number, oldChunk: number, new
   if (g.isMetadataChunk(newChunk)) throw bad('new_chunk', newChunk, 'which is a metadata chunk, not data')
   if (newChunk >= deviceChunks) {
     throw bad('new_chunk', newChunk, `which lies past the end of the COW device (${deviceChunks} chunks)`)
+  }
+  if (originChunks !== undefined && oldChunk >= originChunks) {
+    throw bad('old_chunk', oldChunk, `which lies past the origin's last chunk (the origin has ${originChunks} chunks of ` +
+      `${g.chunkBytes} bytes): this store was made for another, bigger origin`)
   }
   if (seenNew.has(newChunk)) throw bad('new_chunk', newChunk, 'which an earlier record already uses')
   if (seenOld.has(oldChunk)) throw bad('old_chunk', oldChunk, 'which an earlier record already remaps')

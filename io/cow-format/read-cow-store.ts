@@ -27,6 +27,11 @@ export interface ReadCowStoreOptions {
    * this is for forensics (which chunks did it hold before it was invalidated?).
    */
   scanInvalid?: boolean
+  /**
+   * The origin's size in bytes, to check the store against it as loadSnapshot does: a record
+   * past the origin's last chunk is refused (`SNAPCOW_CORRUPT_TABLE`). Without it, no such check.
+   */
+  originSize?: number
 }
 
 /**
@@ -38,9 +43,14 @@ export interface ReadCowStoreOptions {
  * console.log(info.valid, info.chunkSectors, info.exceptions.length)
  */
 export async function readCowStore(cow: BlockDevice, options: ReadCowStoreOptions = {}): Promise<CowStoreInfo> {
+  const { originSize } = options
+  if (originSize !== undefined && (typeof originSize !== 'number' || !Number.isSafeInteger(originSize) || originSize < 0)) {
+    throw new RangeError(`readCowStore: originSize ${String(originSize)} is not a non-negative whole number of bytes`)
+  }
   const exceptions: Array<[number, number]> = []
   const loaded = await loadStore(cow, {
     scanInvalid: options.scanInvalid === true,
+    ...(originSize === undefined ? {} : { originBytes: originSize }),
     onException: (oldChunk: OldChunk, newChunk: NewChunk) => { exceptions.push([oldChunk, newChunk]) },
   })
   return {
