@@ -23,7 +23,7 @@ import { checkCowDevice, checkSnapshotOptions } from './snapshot-options.js'
 import { SnapshotCore } from './snapshot-core.js'
 import { Snapshot } from './snapshot-volume.js'
 
-/** Options of `openOrigin` (api.md). */
+/** Options of `openOrigin`. */
 export interface OpenOriginOptions extends EngineOptions {
   /**
    * Journal every input, command and chunk transition (docs/events.md): `{}` in memory,

@@ -5,7 +5,7 @@ import { chunkSectorsProblem } from '../io/cow-format/chunk-size.js'
 import type { ChunkSectors } from '../io/units.js'
 import { asChunkSectors, SECTOR_BYTES } from '../io/units.js'
 
-/** Options of `Origin.createSnapshot` (api.md). */
+/** Options of `Origin.createSnapshot`. */
 export interface CreateSnapshotOptions {
   /** Bytes, a power of two from 512 to 1 GiB; default 4096. */
   chunkSize?: number
