@@ -15,6 +15,7 @@ export type { JournalEntry } from './actors/journal/journal.js'
 export { readJournal } from './actors/journal/read-journal.js'
 export { replay, ReplayDivergenceError } from './actors/journal/replay.js'
 export type { ReplayOptions } from './actors/journal/replay.js'
+export type { JournalIfExists } from './actors/journal/journal-file.js'
 export type { MergeOptions } from './actors/merger.js'
 
 // Chunk machine (XState v5)
