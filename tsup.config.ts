@@ -4,7 +4,8 @@ import { defineConfig } from 'tsup'
 export default defineConfig({
   entry: { index: 'index.ts', 'test-suite': 'test-suite.ts' },
   format: ['esm', 'cjs'],
-  dts: true,
+  // @internal members (test hooks, the engine behind a volume) stay out of the published types.
+  dts: { compilerOptions: { stripInternal: true } },
   sourcemap: true,
   clean: true,
   target: 'node20',

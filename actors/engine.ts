@@ -36,7 +36,7 @@ export interface EngineFaults {
   insertAfterDrain?: boolean
 }
 
-/** XState's `inspect` option (api.md): an observer of inspection events, or a function. */
+/** XState's `inspect` option: an observer of inspection events, or a function. */
 export type InspectionObserver = Observer<InspectionEvent> | ((event: InspectionEvent) => void)
 
 export interface EngineOptions {

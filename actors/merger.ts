@@ -10,7 +10,7 @@ import type { Engine } from './engine.js'
 import { invalidError } from './volume-errors.js'
 import type { SnapshotCore } from './snapshot-core.js'
 
-/** Options of `snapshot.merge()` (api.md). */
+/** Options of `snapshot.merge()`. */
 export interface MergeOptions {
   /** Called after each batch is committed, and once at the start; the last call has merged === total. */
   onProgress?: (progress: { merged: number; total: number }) => void

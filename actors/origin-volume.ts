@@ -17,6 +17,7 @@ import { Engine } from './engine.js'
 import { Journal } from './journal/journal.js'
 import type { JournalEntry, NewEntry } from './journal/journal.js'
 import { JournalFile } from './journal/journal-file.js'
+import type { JournalIfExists } from './journal/journal-file.js'
 import { Recorder } from './journal/recorder.js'
 import type { CreateSnapshotOptions } from './snapshot-options.js'
 import { checkCowDevice, checkSnapshotOptions } from './snapshot-options.js'
@@ -24,14 +25,15 @@ import { SnapshotCore } from './snapshot-core.js'
 import { Snapshot } from './snapshot-volume.js'
 import { claimDevice, releaseAll, releaseDevice, transferClaims } from './device-claims.js'
 
-/** Options of `openOrigin` (api.md). */
+/** Options of `openOrigin`. */
 export interface OpenOriginOptions extends EngineOptions {
   /**
    * Journal every input, command and chunk transition (docs/events.md): `{}` in memory,
    * `{ path }` also as a JSON Lines file, `payloads: true` to keep written data (needed for a
-   * byte-exact replay). Off by default: with it on, inputs are taken one per event-loop turn.
+   * byte-exact replay). An existing file at `path` is refused (SNAPCOW_JOURNAL) unless
+   * `ifExists: 'overwrite'`. Off by default: with it on, inputs are taken one per event-loop turn.
    */
-  journal?: { path?: string; payloads?: boolean } | false
+  journal?: { path?: string; payloads?: boolean; ifExists?: JournalIfExists } | false
   /** @internal replay() drives the devices' completions from a recorded journal. */
   replaying?: boolean
 }
@@ -296,12 +298,15 @@ export async function openOrigin(device: BlockDevice, options: OpenOriginOptions
     throw new TypeError(`openOrigin needs a BlockDevice, got ${String(device)}`)
   }
   const wanted = options.journal !== undefined && options.journal !== false
-  const settings = wanted ? options.journal as { path?: string; payloads?: boolean } : {}
+  const settings = wanted ? options.journal as { path?: string; payloads?: boolean; ifExists?: JournalIfExists } : {}
   if (settings.path !== undefined && typeof settings.path !== 'string') throw new TypeError(`journal.path must be a string, got ${String(settings.path)}`)
+  if (settings.ifExists !== undefined && settings.ifExists !== 'fail' && settings.ifExists !== 'overwrite') {
+    throw new TypeError(`journal.ifExists must be 'fail' or 'overwrite', got ${typeof settings.ifExists === 'string' ? JSON.stringify(settings.ifExists) : String(settings.ifExists)}`)
+  }
   const token = {} // the claim is taken before any await, so two racing opens cannot both win
   claimDevice(device, token, 'origin', 'openOrigin')
   try {
-    const file = settings.path !== undefined ? await JournalFile.create(settings.path) : undefined
+    const file = settings.path !== undefined ? await JournalFile.create(settings.path, settings.ifExists) : undefined
     const origin = new Origin(device, options, new Journal(wanted, settings.payloads === true, file), file)
     transferClaims(token, origin)
     return origin

@@ -5,7 +5,7 @@ import { chunkSectorsProblem } from '../io/cow-format/chunk-size.js'
 import type { ChunkSectors } from '../io/units.js'
 import { asChunkSectors, SECTOR_BYTES } from '../io/units.js'
 
-/** Options of `Origin.createSnapshot` (api.md). */
+/** Options of `Origin.createSnapshot`. */
 export interface CreateSnapshotOptions {
   /** Bytes, a power of two from 512 to 1 GiB; default 4096. */
   chunkSize?: number
@@ -26,7 +26,10 @@ export const DEFAULT_CHUNK_BYTES = 4096
 export function checkSnapshotOptions(options: CreateSnapshotOptions = {}): CheckedSnapshotOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError(`createSnapshot options must be an object, got ${String(options)}`)
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_BYTES
-  if (typeof chunkSize !== 'number' || !Number.isSafeInteger(chunkSize) || chunkSize % SECTOR_BYTES !== 0) {
+  if (typeof chunkSize !== 'number') {
+    throw new TypeError(`chunkSize must be a number of bytes, got ${typeof chunkSize} ${typeof chunkSize === 'string' ? JSON.stringify(chunkSize) : String(chunkSize)}`)
+  }
+  if (!Number.isSafeInteger(chunkSize) || chunkSize % SECTOR_BYTES !== 0) {
     throw new RangeError(`chunkSize ${String(chunkSize)} is not a whole number of 512-byte sectors`)
   }
   const problem = chunkSectorsProblem(chunkSize / SECTOR_BYTES)

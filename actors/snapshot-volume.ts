@@ -33,14 +33,14 @@ export class Snapshot extends DeviceBase {
   #mergedAway = false
 
   /** @internal */
-  constructor(private readonly engine: Engine, private readonly core: SnapshotCore, size: number,
-    private readonly onDetached: (snapshot: Snapshot) => void, private readonly origin: Origin) {
+  constructor(/** @internal */ private readonly engine: Engine, /** @internal */ private readonly core: SnapshotCore, size: number,
+    /** @internal */ private readonly onDetached: (snapshot: Snapshot) => void, /** @internal */ private readonly origin: Origin) {
     super(size, { flush: true, persistent: false })
     this.id = core.id
     this.chunkSize = core.chunkBytes
   }
 
-  /** The state and the `dmsetup status` line (spec §14). */
+  /** The state and the `dmsetup status` line. */
   status(): SnapshotStatus {
     return snapshotStatus(this.core, this.size / SECTOR_BYTES)
   }
@@ -94,7 +94,7 @@ export class Snapshot extends DeviceBase {
   }
 
   /**
-   * Merges the snapshot into its origin (spec §12), online: origin I/O and the other snapshots
+   * Merges the snapshot into its origin, online: origin I/O and the other snapshots
    * keep working, and while it runs the origin (and this volume) read as the snapshot does.
    * Resolves when the origin holds the snapshot's content and the COW's table is empty; the
    * snapshot is then `merged` and detached. Stopped by `signal` between batches, it rejects
@@ -187,7 +187,7 @@ export class Snapshot extends DeviceBase {
     throw error
   }
 
-  /** Spec §5.5: a flush of a snapshot goes to its COW device; of a merging one, to both devices. */
+  /** A flush of a snapshot goes to its COW device (as in the kernel); of a merging one, to both devices. */
   protected override _flush(): Promise<void> {
     if (this.origin.recorder === undefined) return this.#flush()
     return this.origin.volumeRequest(this.id, 'flush', 0, undefined, () => this.#flush())

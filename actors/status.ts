@@ -1,7 +1,7 @@
 // actors/status.ts: a snapshot's status as `dmsetup status` prints it (spec §14, §18).
 import type { SnapshotCore } from './snapshot-core.js'
 
-/** api.md SnapshotStatus. */
+/** A snapshot's state and space use, as `snapshot.status()` reports them. */
 export interface SnapshotStatus {
   state: 'active' | 'invalid' | 'overflow' | 'merging' | 'merged' | 'merge-failed'
   allocatedSectors: number

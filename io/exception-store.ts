@@ -2,7 +2,7 @@
 // persistent (§9) and transient (§10) stores alike.
 import type { ChunkSectors, NewChunk, OldChunk, Sector } from './units.js'
 
-/** Space use as `dmsetup status` reports it (spec §14), in sectors. */
+/** Space use as `dmsetup status` reports it, in sectors. */
 export interface StoreUsage {
   allocatedSectors: Sector
   totalSectors: Sector

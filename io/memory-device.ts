@@ -1,8 +1,12 @@
 // io/memory-device.ts: a zero-filled block device held in one Uint8Array (api.md "Devices").
 // Writes copy the caller's bytes, so later changes to their buffer never reach the device.
 
+import { constants } from 'node:buffer'
 import type { ByteOffset } from './units.js'
 import { checkDeviceSize, DeviceBase, type DeviceBaseOptions } from './device-base.js'
+
+/** The largest Uint8Array this Node.js allows (4 GiB on 64-bit Node 20), rounded down to sectors. */
+const MAX_BYTES = constants.MAX_LENGTH - (constants.MAX_LENGTH % 512)
 
 /**
  * A block device in memory: fast, zero-filled, gone when dropped.
@@ -18,8 +22,15 @@ export class MemoryDevice extends DeviceBase {
 
   constructor(size: number, options?: DeviceBaseOptions) {
     checkDeviceSize(size, 'MemoryDevice size')
+    if (size > MAX_BYTES) {
+      throw new RangeError(`MemoryDevice size ${size} bytes is more than a MemoryDevice can hold (at most ${MAX_BYTES} bytes, the largest Uint8Array Node.js allows): use a FileDevice`)
+    }
     super(size, { flush: true, persistent: false }, options)
-    this.#bytes = new Uint8Array(size)
+    try {
+      this.#bytes = new Uint8Array(size)
+    } catch (cause) {
+      throw new RangeError(`MemoryDevice size ${size} bytes is more than memory allows (${(cause as Error).message}): use a smaller size or a FileDevice`, { cause })
+    }
   }
 
   /**

@@ -13,21 +13,24 @@ export type ByteOffset = Branded<number, 'ByteOffset'>
 export type OldChunk = Branded<number, 'OldChunk'>
 /** A chunk index on a COW device (the kernel's `new_chunk`). */
 export type NewChunk = Branded<number, 'NewChunk'>
-/** A chunk size in sectors (a power of two, spec §15). */
+/** A chunk size in sectors (a power of two, at most 2^21 sectors as in Linux). */
 export type ChunkSectors = Branded<number, 'ChunkSectors'>
 
 /** Bytes in one sector. */
 export const SECTOR_BYTES = 512
 
-/** @internal Brands a value the caller has already checked. */
+// The `as…` functions brand a number the caller has already checked; they check nothing.
+// Public (index.ts) except asByteOffset: the store and chunk-machine APIs take branded values.
+
+/** Brands a sector number or count (no check). */
 export const asSector = (n: number): Sector => n as Sector
 /** @internal */
 export const asByteOffset = (n: number): ByteOffset => n as ByteOffset
-/** @internal */
+/** Brands an origin chunk index (no check). */
 export const asOldChunk = (n: number): OldChunk => n as OldChunk
-/** @internal */
+/** Brands a COW chunk index (no check). */
 export const asNewChunk = (n: number): NewChunk => n as NewChunk
-/** @internal */
+/** Brands a chunk size in sectors (no check: see isLegalChunkSectors). */
 export const asChunkSectors = (n: number): ChunkSectors => n as ChunkSectors
 
 export const sectorsToBytes = (sectors: Sector): ByteOffset => (sectors * SECTOR_BYTES) as ByteOffset

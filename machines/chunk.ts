@@ -31,7 +31,7 @@ export type HeldBio = { readonly id: number }
 
 /**
  * Events. `newChunk` on a write in None is the engine's allocation (undefined: no room).
- * `ok` on commit-done is false when the copy, the commit or the snapshot failed (row 13).
+ * `ok` on commit-done is false when the copy, the commit or the snapshot failed.
  */
 export type ChunkEvent =
   | { type: 'origin-write'; bio?: HeldBio; newChunk?: NewChunk }
@@ -49,9 +49,9 @@ export type ChunkCommand =
   | { type: 'commit'; oldChunk: OldChunk; newChunk: NewChunk; copyOk: boolean }
   | { type: 'insert-completed'; oldChunk: OldChunk; newChunk: NewChunk }
   | { type: 'remove-pending'; oldChunk: OldChunk }
-  /** Row 12: acknowledge the full-chunk write, submit held snapshot writes, re-run held origin writes. */
+  /** The commit succeeded: acknowledge the full-chunk write, submit held snapshot writes, re-run held origin writes. */
   | { type: 'release'; oldChunk: OldChunk; newChunk: NewChunk }
-  /** Row 13: fail the full-chunk write and held snapshot writes; re-run held origin writes. */
+  /** The copy or commit failed: fail the full-chunk write and held snapshot writes; re-run held origin writes. */
   | { type: 'fail-held'; oldChunk: OldChunk }
   | { type: 'invalidate'; reason: string }
   | { type: 'overflow' }

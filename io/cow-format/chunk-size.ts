@@ -13,7 +13,7 @@ export function chunkSectorsProblem(sectors: number): string | undefined {
   return undefined
 }
 
-/** True when `sectors` is a legal chunk size (§15). */
+/** True when `sectors` is a legal chunk size: a power of two from 1 to 2^21 sectors, as in Linux. */
 export const isLegalChunkSectors = (sectors: number): sectors is ChunkSectors =>
   chunkSectorsProblem(sectors) === undefined
 

@@ -32,7 +32,7 @@ export interface LoadedStore {
   exceptionCount: number
 }
 
-export interface LoadOptions {
+export interface LoadStoreOptions {
   /** Called for every record, in table order. */
   onException?: (oldChunk: OldChunk, newChunk: NewChunk) => void
   /** Also read the table of a store whose header says invalid (the kernel does not). */
@@ -47,7 +47,7 @@ export interface LoadOptions {
 }
 
 /** Loads and checks a persistent store; throws CowFormatError or SnapcowError, never writes. */
-export async function loadStore(device: BlockDevice, options: LoadOptions = {}): Promise<LoadedStore> {
+export async function loadStore(device: BlockDevice, options: LoadStoreOptions = {}): Promise<LoadedStore> {
   if (device.size < SECTOR_BYTES) {
     throw new CowFormatError('SNAPCOW_COW_TOO_SMALL', 'size', device.size,
       `COW device of ${device.size} bytes is too small to hold a snapshot header`)
@@ -95,7 +95,7 @@ export async function loadStore(device: BlockDevice, options: LoadOptions = {}):
 
 // §9.6 step 7: walk areas until one is not full; check each record as it comes.
 async function scanTable(device: BlockDevice, loaded: LoadedStore,
-  onException: LoadOptions['onException'], originChunks: number | undefined): Promise<void> {
+  onException: LoadStoreOptions['onException'], originChunks: number | undefined): Promise<void> {
   const g = loaded.geometry
   const seenOld = new Set<number>()
   const seenNew = new Set<number>()

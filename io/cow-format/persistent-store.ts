@@ -12,12 +12,12 @@ import { chunkSectorsProblem } from './chunk-size.js'
 import type { CowGeometry } from './geometry.js'
 import { cowGeometry, FIRST_DATA_CHUNK } from './geometry.js'
 import { encodeHeaderChunk } from './header.js'
-import type { LoadOptions } from './load-store.js'
+import type { LoadStoreOptions } from './load-store.js'
 import { loadStore } from './load-store.js'
 import { clearRecord, readRecord, writeRecord } from './record-io.js'
 import { SerialQueue } from './serial-queue.js'
 
-/** The last run of consecutive exceptions in the table, as merge takes it (§9.8). */
+/** The last run of consecutive exceptions in the table, as the kernel's merge takes it. */
 export interface MergeRun {
   lastOld: OldChunk
   lastNew: NewChunk
@@ -71,7 +71,7 @@ export class PersistentStore implements ExceptionStore {
    * Writes a fresh, empty store (zeroed area 0, then the header, each flushed) and opens it.
    * The bytes are the kernel's; the order is safer than the kernel's (header last), so a crash
    * half way leaves a device that still reads as "no store" rather than a header over stale
-   * metadata. Rejects a chunk size that breaks §15 (RangeError) or a device with no room for
+   * metadata. Rejects an illegal chunk size (RangeError) or a device with no room for
    * one data chunk (CowFormatError SNAPCOW_COW_TOO_SMALL), before writing anything.
    */
   static async create(device: BlockDevice, chunkSectors: ChunkSectors): Promise<PersistentStore> {
@@ -94,7 +94,7 @@ export class PersistentStore implements ExceptionStore {
   }
 
   /** Opens an existing store (kernel-made or ours); rejects as {@link loadStore} does and never writes. */
-  static async load(device: BlockDevice, options: LoadOptions = {}): Promise<PersistentStore> {
+  static async load(device: BlockDevice, options: LoadStoreOptions = {}): Promise<PersistentStore> {
     const loaded = await loadStore(device, options)
     return new PersistentStore(device, loaded.geometry, loaded)
   }
@@ -120,7 +120,7 @@ export class PersistentStore implements ExceptionStore {
   }
 
   /**
-   * Commits one allocation (§9.5). Must be called once per allocation, in allocation order;
+   * Commits one allocation (grouped with others into one area write, as the kernel does). Must be called once per allocation, in allocation order;
    * resolves when its batch is durable, with false if the store is (or became) invalid.
    */
   commit(oldChunk: OldChunk, newChunk: NewChunk, copyOk: boolean): Promise<boolean> {
@@ -191,7 +191,7 @@ export class PersistentStore implements ExceptionStore {
   }
 
   /**
-   * Marks the store invalid for good: rewrites the header with valid = 0 (§9.7), then flushes,
+   * Marks the store invalid for good: rewrites the header with valid = 0, then flushes,
    * so that a reload can never trust a table the origin has already moved past.
    */
   invalidate(): Promise<void> {
@@ -206,7 +206,7 @@ export class PersistentStore implements ExceptionStore {
     })
   }
 
-  /** §9.8 prepare: the last run of consecutive records, or undefined when the table is empty. */
+  /** Merge, first step (the kernel's prepare_merge): the last run of consecutive records, or undefined when the table is empty. */
   prepareMerge(): Promise<MergeRun | undefined> {
     return this.#io.run(async () => {
       const g = this.geometry
@@ -231,7 +231,7 @@ export class PersistentStore implements ExceptionStore {
     })
   }
 
-  /** §9.8 commit: clears the last `count` records and writes the area durably. */
+  /** Merge, last step (the kernel's commit_merge): clears the last `count` records and writes the area durably. */
   commitMerge(count: number): Promise<void> {
     return this.#io.run(async () => {
       if (!Number.isSafeInteger(count) || count < 1 || count > this.#currentCommitted) {

@@ -4,7 +4,7 @@ import type { BlockDevice } from '../block-device.js'
 import type { NewChunk, OldChunk } from '../units.js'
 import { loadStore } from './load-store.js'
 
-/** What a persistent COW store holds (api.md). */
+/** What a persistent COW store holds, as `readCowStore` reports it. */
 export interface CowStoreInfo {
   /** Header valid flag. */
   valid: boolean

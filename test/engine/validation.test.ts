@@ -92,6 +92,17 @@ describe('createSnapshot chunkSize (§15: power of two, whole sectors, ≤ 2^21 
     })
   })
 
+  test.each([['a string', '4096', 'string "4096"'], ['a boolean', true, 'boolean true'], ['a bigint', 4096n, 'bigint 4096']] as const)(
+    '%s (%s) → TypeError naming the type and the value, before any I/O', async (_why, chunkSize, named) => {
+      const { origin, originDevice, cow } = await setUp()
+      const error = await rejection(origin.createSnapshot(cow, { chunkSize: chunkSize as unknown as number }))
+      expect(error).toBeInstanceOf(TypeError)
+      expect(error.message).toContain(`chunkSize must be a number of bytes, got ${named}`)
+      expect(cow.ops).toEqual([])
+      expect(originDevice.ops).toEqual([])
+      expect(origin.snapshots).toEqual([])
+    })
+
   test.each([['persistent', true], ['transient', false]] as const)('%s: the largest legal chunk size, 2^30 bytes (2^21 sectors), passes the check (the COW is then too small)', async (_kind, persistent) => {
     const { origin, cow } = await setUp()
     const error = await rejection(origin.createSnapshot(cow, { chunkSize: 2 ** 30, persistent }))

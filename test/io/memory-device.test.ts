@@ -24,6 +24,13 @@ describe('MemoryDevice', () => {
     expect(() => new MemoryDevice(size)).toThrow(String(size))
   })
 
+  test('a size beyond the largest Uint8Array (2^40) is a RangeError naming the size and the limit', () => {
+    const error = (() => { try { new MemoryDevice(2 ** 40) } catch (e) { return e } })()
+    expect(error).toBeInstanceOf(RangeError)
+    expect((error as Error).message).toMatch(/^MemoryDevice size 1099511627776 bytes is more than a MemoryDevice can hold \(at most \d+ bytes/)
+    expect((error as Error).message).toContain('FileDevice')
+  })
+
   test('size 0 is allowed and only zero-length I/O fits', async () => {
     const device = new MemoryDevice(0)
     await device.read(0, new Uint8Array(0))

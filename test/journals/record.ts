@@ -163,7 +163,7 @@ export async function record(name: string, dir: URL): Promise<Expectation> {
     delays() + (op === 'read' && slow() < 0.25 ? 25 : 0) + (scenario.slow?.(op, offset, length) === true ? 80 : 0)
   const originImage = MemoryDevice.from(pattern(0, scenario.originSize, scenario.patternSeed))
   const path = fileURLToPath(new URL(`${name}.jsonl`, dir))
-  const origin = await openOrigin(delayedDevice(originImage, delay), { journal: { path, payloads: true } })
+  const origin = await openOrigin(delayedDevice(originImage, delay), { journal: { path, payloads: true, ifExists: 'overwrite' } })
   const cows: MemoryDevice[] = []
   const made: Snapshot[] = []
   await scenario.run({
