@@ -8,7 +8,7 @@ import type { ChunkRuntime } from '../machines/chunk-run.js'
 import { xstateRuntime } from '../machines/chunk-run.js'
 import { compiledRuntime } from '../machines/compiled-runtime.js'
 
-const N = Number(process.argv[2] ?? 200000)
+const N = Number(process.argv[2] ?? 1_000_000)
 const bio = { id: 1 }
 const copyDone: ChunkEvent = { type: 'copy-done', ok: true }
 const commitDone: ChunkEvent = { type: 'commit-done', ok: true, readers: 0 }
@@ -36,7 +36,7 @@ const rows: Array<[string, ChunkRuntime, number]> = [
   ['xstate', xstateRuntime(), Math.max(1, Math.floor(N / 100))],
 ]
 for (const [name, runtime, count] of rows) {
-  lifecycles(runtime, Math.max(1, Math.floor(count / 10))) // warm up
+  lifecycles(runtime, Math.max(1, Math.floor(count / 5))) // warm up (the JIT)
   const { us, commands } = lifecycles(runtime, count)
   console.log(`${name.padEnd(9)} ${us.toFixed(3).padStart(9)} µs/lifecycle  (${count} lifecycles; ${commands.join(', ')})`)
 }

@@ -41,6 +41,50 @@ export interface CompiledMachine<C, E extends { type: string }, X> {
   readonly always: ReadonlyArray<ReadonlyArray<CompiledTransition<C, E, X>>>
 }
 
+/** More eventless steps than this in one event is a cycle in the machine (XState would spin forever). */
+const MAX_EVENTLESS = 1000
+
+/**
+ * Runs one event through a compiled table as XState's macrostep does: the first candidate of
+ * (state, event) whose guard passes, then eventless transitions, with the same event, until
+ * none is enabled or one leaves the snapshot unchanged. Emitted commands go onto `out` in
+ * order; `context` is updated in place. Returns the new state.
+ */
+export function stepTable<C, E extends { type: string }, X>(table: CompiledMachine<C, E, X>, state: number, context: C,
+  event: E, out: X[]): number {
+  const e = table.eventIndex.get(event.type)
+  if (e !== undefined) {
+    const taken = select(table.on[state * table.events.length + e]!, context, event)
+    if (taken !== undefined) state = run(taken, context, event, out)
+  }
+  for (let steps = 0; table.always[state]!.length > 0; steps++) {
+    if (steps === MAX_EVENTLESS) throw new Error(`${table.id}: eventless transitions loop in ${table.leaves[state]}`)
+    const taken = select(table.always[state]!, context, event)
+    if (taken === undefined) break
+    state = run(taken, context, event, out)
+    if (!taken.changes) break
+  }
+  return state
+}
+
+function select<C, E, X>(candidates: ReadonlyArray<CompiledTransition<C, E, X>>, c: C, event: E): CompiledTransition<C, E, X> | undefined {
+  for (let i = 0; i < candidates.length; i++) {
+    const t = candidates[i]!
+    if (t.guard === undefined || t.guard(c, event)) return t
+  }
+  return undefined
+}
+
+function run<C, E, X>(t: CompiledTransition<C, E, X>, c: C, event: E, out: X[]): number {
+  const steps = t.steps
+  for (let i = 0; i < steps.length; i++) {
+    const step = steps[i]!
+    if (step.kind === 'emit') out.push(step.fn(c, event))
+    else step.fn(c, event)
+  }
+  return t.target
+}
+
 /** @internal Test hook: compile with some named guards or actions replaced (to prove a check can fail). */
 export interface CompileFaults {
   replace?: { guards?: Record<string, LogicGuard<never, never>>; actions?: Record<string, LogicEmit<never, never, unknown> | LogicAssign<never, never>> }

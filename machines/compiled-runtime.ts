@@ -1,20 +1,17 @@
 // machines/compiled-runtime.ts: runs the compiled chunk machine (compile-machine.ts) over a pool
-// of typed-array slots, one per live chunk: state, newChunk, readers, copyOk. A send looks up
-// the (state, event) row, runs the first transition whose guard passes and then eventless ones
-// to quiescence, with no allocation but the commands it emits. Pure.
+// of typed-array slots, one per live chunk: state, newChunk, readers, copyOk. A send loads the
+// slot into one shared context record, runs stepTable() and stores it back: no allocation but
+// the commands it emits. Pure.
 import type { NewChunk, OldChunk } from '../io/units.js'
 import type { ChunkCommand, ChunkContext, ChunkEvent, ChunkInput, ChunkStateName } from './chunk.js'
 import { chunkMachine } from './chunk.js'
 import type { ChunkRun, ChunkRuntime } from './chunk-run.js'
-import type { CompiledMachine, CompiledTransition } from './compile-machine.js'
-import { compileMachine } from './compile-machine.js'
+import type { CompiledMachine } from './compile-machine.js'
+import { compileMachine, stepTable } from './compile-machine.js'
 
 export type ChunkTable = CompiledMachine<ChunkContext, ChunkEvent, ChunkCommand>
-type Transition = CompiledTransition<ChunkContext, ChunkEvent, ChunkCommand>
 
 const STATE_NAMES: ReadonlySet<string> = new Set<ChunkStateName>(['None', 'Pending', 'CompletedWithReaders', 'Completed'])
-/** More eventless steps than this in one send is a cycle in the machine (XState would spin forever). */
-const MAX_EVENTLESS = 1000
 
 /**
  * The compiled runtime keeps exactly these context fields per slot; refuse a machine whose
@@ -77,10 +74,6 @@ class Slots {
 /** The table executor: one per runtime, shared by every chunk it runs. */
 export class CompiledChunkMachine {
   readonly slots = new Slots()
-  readonly #on: ReadonlyArray<readonly Transition[]>
-  readonly #always: ReadonlyArray<readonly Transition[]>
-  readonly #eventIndex: ReadonlyMap<string, number>
-  readonly #eventCount: number
   readonly stateNames: readonly ChunkStateName[]
   readonly leaves: readonly string[]
   /** The one context record guards and actions see; loaded from and stored to a slot per send. */
@@ -92,10 +85,6 @@ export class CompiledChunkMachine {
     }
     this.stateNames = table.paths.map((p) => p[0] as ChunkStateName)
     this.leaves = table.paths.map((p) => p.join('.'))
-    this.#on = table.on
-    this.#always = table.always
-    this.#eventIndex = table.eventIndex
-    this.#eventCount = table.events.length
   }
 
   start(): number {
@@ -111,20 +100,7 @@ export class CompiledChunkMachine {
     c.newChunk = Number.isNaN(nc) ? undefined : nc as NewChunk
     c.readers = s.readers[slot]!
     c.copyOk = s.copyOk[slot] === 1
-    let state = s.state[slot]!
-    const e = this.#eventIndex.get(event.type)
-    if (e !== undefined) {
-      const taken = select(this.#on[state * this.#eventCount + e]!, c, event)
-      if (taken !== undefined) state = run(taken, c, event, out)
-    }
-    // Eventless transitions, with the same event, until one leaves the snapshot unchanged.
-    for (let steps = 0; this.#always[state]!.length > 0; steps++) {
-      if (steps === MAX_EVENTLESS) throw new Error(`chunk ${oldChunk} of ${snapshotId}: eventless transitions loop in ${this.leaves[state]}`)
-      const taken = select(this.#always[state]!, c, event)
-      if (taken === undefined) break
-      state = run(taken, c, event, out)
-      if (!taken.changes) break
-    }
+    const state = stepTable(this.table, s.state[slot]!, c, event, out)
     s.state[slot] = state
     s.newChunk[slot] = c.newChunk ?? NaN
     s.readers[slot] = c.readers
@@ -136,24 +112,6 @@ export class CompiledChunkMachine {
     return { snapshotId, oldChunk, newChunk: Number.isNaN(nc) ? undefined : nc as NewChunk,
       readers: this.slots.readers[slot]!, copyOk: this.slots.copyOk[slot] === 1 }
   }
-}
-
-function select(candidates: readonly Transition[], c: ChunkContext, event: ChunkEvent): Transition | undefined {
-  for (let i = 0; i < candidates.length; i++) {
-    const t = candidates[i]!
-    if (t.guard === undefined || t.guard(c, event)) return t
-  }
-  return undefined
-}
-
-function run(t: Transition, c: ChunkContext, event: ChunkEvent, out: ChunkCommand[]): number {
-  const steps = t.steps
-  for (let i = 0; i < steps.length; i++) {
-    const step = steps[i]!
-    if (step.kind === 'emit') out.push(step.fn(c, event))
-    else step.fn(c, event)
-  }
-  return t.target
 }
 
 /** A chunk's handle: its slot and the input the caller gave (kept here, not in the slot). */
