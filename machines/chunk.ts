@@ -1,8 +1,12 @@
 // machines/chunk.ts: the lifecycle of one exception of one snapshot (spec §3, §4; kernel
 // commit 65fc7c37's states A–D). Pure: it only assigns and emits commands; the engine
-// (actors/) does the I/O and answers with events. Rows cite the table of spec §4.
+// (actors/) does the I/O and answers with events. Rows cite the table of spec §4. Guards and
+// actions are the plain functions of chunk-logic.ts; compile-machine.ts runs them from a table.
 import { and, assign, emit, setup } from 'xstate'
 import type { NewChunk, OldChunk } from '../io/units.js'
+import type { LogicAssign, LogicEmit, LogicGuard } from './bound-logic.js'
+import { bindLogic } from './bound-logic.js'
+import { assigns, commands, guards } from './chunk-logic.js'
 
 /** The four states, as `chunkState()` reports them (Pending's substates are not told apart). */
 export type ChunkStateName = 'None' | 'Pending' | 'CompletedWithReaders' | 'Completed'
@@ -56,10 +60,19 @@ export type ChunkCommand =
   | { type: 'invalidate'; reason: string }
   | { type: 'overflow' }
 
-const allocatedChunk = (c: ChunkContext): NewChunk => {
-  if (c.newChunk === undefined) throw new Error(`chunk ${c.oldChunk} of ${c.snapshotId} has no COW chunk`)
-  return c.newChunk
-}
+type Args = { context: ChunkContext; event: ChunkEvent }
+/** Each guard and action wraps one function of chunk-logic.ts, bound so the compiler finds it. */
+const guard = (fn: LogicGuard<ChunkContext, ChunkEvent>) =>
+  bindLogic(({ context, event }: Args) => fn(context, event), { kind: 'guard', fn })
+const command = (fn: LogicEmit<ChunkContext, ChunkEvent, ChunkCommand>) =>
+  bindLogic(emit<ChunkContext, ChunkEvent, undefined, ChunkEvent, ChunkCommand>(({ context, event }) => fn(context, event)),
+    { kind: 'emit', fn })
+const update = (fn: LogicAssign<ChunkContext, ChunkEvent>) =>
+  bindLogic(assign<ChunkContext, ChunkEvent, undefined, ChunkEvent, never>(({ context, event }) => {
+    const next = { ...context }
+    fn(next, event)
+    return next
+  }), { kind: 'assign', fn })
 
 /**
  * The chunk machine. Created by the engine when a chunk leaves None; stopped when it is
@@ -72,33 +85,29 @@ const allocatedChunk = (c: ChunkContext): NewChunk => {
 export const chunkMachine = setup({
   types: {} as { context: ChunkContext; input: ChunkInput; events: ChunkEvent; emitted: ChunkCommand },
   guards: {
-    allocated: ({ event }) => 'newChunk' in event && event.newChunk !== undefined,
-    wholeChunk: ({ event }) => event.type === 'snapshot-write' && event.wholeChunk,
-    overflowAllowed: ({ event }) => event.type === 'snapshot-write' && event.overflowAllowed,
-    committed: ({ context, event }) => event.type === 'commit-done' && event.ok && context.copyOk,
-    noReaders: ({ context }) => context.readers === 0,
-    holdsBio: ({ event }) => 'bio' in event && event.bio !== undefined,
+    allocated: guard(guards.allocated),
+    wholeChunk: guard(guards.wholeChunk),
+    overflowAllowed: guard(guards.overflowAllowed),
+    committed: guard(guards.committed),
+    noReaders: guard(guards.noReaders),
+    holdsBio: guard(guards.holdsBio),
   },
   actions: {
-    allocate: assign({ newChunk: ({ event }) => ('newChunk' in event ? event.newChunk : undefined), copyOk: false, readers: 0 }),
-    copy: emit(({ context: c }) => ({ type: 'copy' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c) })),
-    writeFull: emit(({ context: c, event }) =>
-      ({ type: 'write-full' as const, bio: (event as { bio: HeldBio }).bio, newChunk: allocatedChunk(c) })),
-    holdOriginWrite: emit(({ event }) => ({ type: 'hold-origin-write' as const, bio: (event as { bio: HeldBio }).bio })),
-    holdSnapshotWrite: emit(({ event }) => ({ type: 'hold-snapshot-write' as const, bio: (event as { bio: HeldBio }).bio })),
-    commit: emit(({ context: c, event }) => ({
-      type: 'commit' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c),
-      copyOk: event.type === 'copy-done' && event.ok,
-    })),
-    recordCopy: assign({ copyOk: ({ event }) => event.type === 'copy-done' && event.ok }),
-    countReaders: assign({ readers: ({ event }) => (event.type === 'commit-done' ? event.readers : 0) }),
-    insertCompleted: emit(({ context: c }) => ({ type: 'insert-completed' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c) })),
-    removePending: emit(({ context: c }) => ({ type: 'remove-pending' as const, oldChunk: c.oldChunk })),
-    release: emit(({ context: c }) => ({ type: 'release' as const, oldChunk: c.oldChunk, newChunk: allocatedChunk(c) })),
-    failHeld: emit(({ context: c }) => ({ type: 'fail-held' as const, oldChunk: c.oldChunk })),
-    invalidateNoRoom: emit({ type: 'invalidate' as const, reason: 'Unable to allocate exception.' }),
-    invalidateFailed: emit({ type: 'invalidate' as const, reason: 'Error reading/writing.' }),
-    overflow: emit({ type: 'overflow' as const }),
+    allocate: update(assigns.allocate),
+    copy: command(commands.copy),
+    writeFull: command(commands.writeFull),
+    holdOriginWrite: command(commands.holdOriginWrite),
+    holdSnapshotWrite: command(commands.holdSnapshotWrite),
+    commit: command(commands.commit),
+    recordCopy: update(assigns.recordCopy),
+    countReaders: update(assigns.countReaders),
+    insertCompleted: command(commands.insertCompleted),
+    removePending: command(commands.removePending),
+    release: command(commands.release),
+    failHeld: command(commands.failHeld),
+    invalidateNoRoom: command(commands.invalidateNoRoom),
+    invalidateFailed: command(commands.invalidateFailed),
+    overflow: command(commands.overflow),
   },
 }).createMachine({
   id: 'chunk',
