@@ -4,12 +4,13 @@
 // device completions alone decides every interleaving.
 import { Subject } from 'rxjs'
 import type { InspectionEvent, Observer } from 'xstate'
-import { createActor } from 'xstate'
 import type { BlockDevice } from '../io/block-device.js'
 import type { ByteOffset, OldChunk } from '../io/units.js'
 import { asByteOffset } from '../io/units.js'
 import type { ChunkCommand, ChunkEvent } from '../machines/chunk.js'
-import { chunkMachine } from '../machines/chunk.js'
+import type { ChunkRuntime } from '../machines/chunk-run.js'
+import { xstateRuntime } from '../machines/chunk-run.js'
+import { compiledRuntime } from '../machines/compiled-runtime.js'
 import { Admission } from './admission.js'
 import type { OriginWriteBio, SnapshotWriteBio } from './bio.js'
 import { newBioId } from './bio.js'
@@ -46,6 +47,12 @@ export interface EngineOptions {
   inspectChunks?: (snapshotId: string, chunk: number) => boolean
   /** Copies in flight per snapshot before new writes wait (the kernel's default is 2048). */
   cowThreshold?: number
+  /**
+   * How chunk machines run: `'compiled'` (default), the table compiled from the machine, well
+   * under a microsecond a lifecycle; or `'xstate'`, every chunk a real XState actor. Chunks
+   * that `inspect` watches run as XState actors either way, so the inspector sees them.
+   */
+  executor?: 'compiled' | 'xstate'
   /** @internal */
   faults?: EngineFaults
 }
@@ -62,13 +69,15 @@ export class Engine {
   readonly #byId = new Map<string, SnapshotCore>()
   readonly #faults: EngineFaults
   readonly #cowThreshold: number
-  /** Copies started by the origin-write pass in progress; started at its end (§5.2 step 3). */
-  #passCopies: CopyJob[] | undefined
   /** Header rewrites of invalidations not yet durable (origin writes wait for them). */
   readonly #invalidations = new Set<Promise<void>>()
   readonly #finishedWaiters: Array<() => void> = []
-  /** Set when a command of the current send held the origin bio. */
-  #heldNow = false
+  /** The two executors behind the one seam (machines/chunk-run.ts). */
+  readonly #compiled: ChunkRuntime
+  readonly #xstate: ChunkRuntime
+  /** Command lists by nesting depth of #send (carrying out a command may send to another chunk). */
+  readonly #outs: ChunkCommand[][] = []
+  #depth = 0
 
   /** @internal A snapshot whose merge() is taking over (before `merge` is set on it). */
   mergeReserved: SnapshotCore | undefined
@@ -78,6 +87,11 @@ export class Engine {
   constructor(readonly origin: BlockDevice, private readonly options: EngineOptions = {}) {
     this.#faults = options.faults ?? {}
     this.#cowThreshold = options.cowThreshold ?? 2048
+    if (options.executor !== undefined && options.executor !== 'compiled' && options.executor !== 'xstate') {
+      throw new TypeError(`executor must be 'compiled' or 'xstate', got ${String(options.executor)}`)
+    }
+    this.#compiled = compiledRuntime()
+    this.#xstate = xstateRuntime(options.inspect !== undefined ? { inspect: options.inspect } : {})
     this.admission = new Admission(() => this.#snapshots.some((s) => s.copiesInFlight >= this.#cowThreshold))
     this.events$.subscribe((event) => this.#react(event))
   }
@@ -225,33 +239,28 @@ export class Engine {
    */
   originPass(offset: number, bio: OriginWriteBio | undefined): { held: boolean } {
     const copies: CopyJob[] = []
-    const outer = this.#passCopies
-    this.#passCopies = copies
     let held = false
     let holder: CopyJob | undefined
-    try {
-      for (const s of this.#snapshots) {
-        if (!s.participates) continue
-        const chunk = s.chunkOf(offset)
-        let pe = s.pending.get(chunk)
-        const offered = held ? undefined : bio
-        this.#heldNow = false
-        if (pe === undefined) {
-          if (s.completed.has(chunk)) continue // D: nothing to do for s
-          pe = this.#newPending(s, chunk)
-          const newChunk = s.store.allocate()
-          if (newChunk !== undefined) s.sequence(pe, newChunk)
-          this.#send(s, pe, { type: 'origin-write', bio: offered, newChunk }) // rows 1, 2
-        } else {
-          this.#send(s, pe, { type: 'origin-write', bio: offered })
-        }
-        if (this.#heldNow) {
-          held = true
-          holder = copies.find((job) => job.pe === pe)
-        }
+    for (const s of this.#snapshots) {
+      if (!s.participates) continue
+      const chunk = s.chunkOf(offset)
+      let pe = s.pending.get(chunk)
+      const offered = held ? undefined : bio
+      let heldHere: boolean
+      if (pe === undefined) {
+        if (s.completed.has(chunk)) continue // D: nothing to do for s
+        pe = this.#newPending(s, chunk)
+        const newChunk = s.store.allocate()
+        if (newChunk !== undefined) s.sequence(pe, newChunk)
+        heldHere = this.#send(s, pe, { type: 'origin-write', bio: offered, newChunk }, copies) // rows 1, 2
+      } else {
+        heldHere = this.#send(s, pe, { type: 'origin-write', bio: offered }, copies)
       }
-    } finally {
-      this.#passCopies = outer
+      if (heldHere) {
+        held = true
+        const on = pe
+        holder = copies.find((job) => job.pe === on)
+      }
     }
     // Give the other exceptions a head start: the one holding the bio starts last.
     if (holder !== undefined) copies.splice(copies.indexOf(holder), 1).forEach((job) => copies.push(job))
@@ -328,7 +337,10 @@ export class Engine {
       return
     }
     const pe = s.pending.get(chunk)
-    if (pe !== undefined) return this.#send(s, pe, { type: 'snapshot-write', bio, wholeChunk: false, overflowAllowed: s.overflowAllowed }) // row 8
+    if (pe !== undefined) {
+      this.#send(s, pe, { type: 'snapshot-write', bio, wholeChunk: false, overflowAllowed: s.overflowAllowed }) // row 8
+      return
+    }
     // Spec §16: a write that starts a copy waits while a snapshot is at the threshold.
     if (mayWait && this.admission.copyMustWait) return this.admission.queueForCopy(() => this.#routeSnapshotWrite(s, bio, false))
     const fresh = this.#newPending(s, chunk)
@@ -342,22 +354,30 @@ export class Engine {
   // ---- chunk actors and their commands ----
 
   #newPending(s: SnapshotCore, chunk: OldChunk): PendingException {
-    const actor = createActor(chunkMachine, {
-      id: `${s.id}:${chunk}`,
-      input: { snapshotId: s.id, oldChunk: chunk },
-      ...(this.options.inspect !== undefined && (this.options.inspectChunks?.(s.id, chunk) ?? true)
-        ? { inspect: this.options.inspect } : {}),
-    })
-    const pe = new PendingException(chunk, actor)
-    actor.on('*', (command) => this.#carryOut(s, pe, command as ChunkCommand))
-    actor.start()
-    return pe
+    const inspected = this.options.inspect !== undefined && (this.options.inspectChunks?.(s.id, chunk) ?? true)
+    const runtime = this.options.executor === 'xstate' || inspected ? this.#xstate : this.#compiled
+    return new PendingException(chunk, runtime({ snapshotId: s.id, oldChunk: chunk }))
   }
 
-  /** Sends an event to a chunk actor; files or drops the actor by the state it ends in. */
-  #send(s: SnapshotCore, pe: PendingException, event: ChunkEvent): void {
+  /**
+   * Sends an event to a chunk's machine and carries out the commands it emits, in order; then
+   * files or drops the exception by the state it ends in. Returns whether a command held the
+   * origin bio. Copies go to `copies` when an origin-write pass starts them all at its end.
+   */
+  #send(s: SnapshotCore, pe: PendingException, event: ChunkEvent, copies?: CopyJob[]): boolean {
     const from = this.journal?.enabled ? pe.state : undefined
-    pe.actor.send(event)
+    const out = this.#outs[this.#depth] ??= []
+    this.#depth++
+    let held = false
+    try {
+      pe.run.send(event, out)
+      for (let i = 0; i < out.length; i++) {
+        if (this.#carryOut(s, pe, out[i]!, copies)) held = true
+      }
+    } finally {
+      out.length = 0
+      this.#depth--
+    }
     const state = pe.state
     if (from !== undefined) {
       this.journal!.record({ type: 'chunk', snapshot: s.id, chunk: pe.oldChunk, event: event.type, from, to: state })
@@ -367,57 +387,61 @@ export class Engine {
         s.live.set(pe.oldChunk, pe)
         s.pending.set(pe.oldChunk, pe)
       }
-      return
+      return held
     }
-    pe.actor.stop() // None (failed or no room) or Completed: no live actor (architecture rule 3)
+    pe.run.stop() // None (failed or no room) or Completed: no live machine (architecture rule 3)
     if (s.live.get(pe.oldChunk) === pe) s.live.delete(pe.oldChunk)
     s.settled()
     for (const wake of this.#finishedWaiters.splice(0)) wake()
+    return held
   }
 
-  #carryOut(s: SnapshotCore, pe: PendingException, command: ChunkCommand): void {
+  /** Carries out one command; returns true when it held the origin bio. */
+  #carryOut(s: SnapshotCore, pe: PendingException, command: ChunkCommand, copies: CopyJob[] | undefined): boolean {
     this.journal?.record({ type: 'command', snapshot: s.id, chunk: pe.oldChunk, command: command.type })
     switch (command.type) {
       case 'copy':
         s.copiesInFlight++
-        if (this.#passCopies !== undefined) this.#passCopies.push({ snapshot: s, pe })
+        if (copies !== undefined) copies.push({ snapshot: s, pe })
         else this.#startCopies([{ snapshot: s, pe }])
-        return
+        return false
       case 'write-full':
         s.copiesInFlight++
         pe.fullBio = command.bio as SnapshotWriteBio
         s.cow.write(command.newChunk * s.chunkBytes, pe.fullBio.data).then(
           () => this.#copyDone({ snapshot: s, pe }, true), () => this.#copyDone({ snapshot: s, pe }, false))
-        return
+        return false
       case 'hold-origin-write':
-        if (this.#faults.originWriteBeforeCommit) return
+        if (this.#faults.originWriteBeforeCommit) return false
         pe.originBios.push(command.bio as OriginWriteBio)
-        this.#heldNow = true
-        return
+        return true
       case 'hold-snapshot-write':
         pe.snapshotBios.push(command.bio as SnapshotWriteBio)
-        return
+        return false
       case 'commit':
-        if (this.#faults.commitOutOfOrder) return this.#commit(s, pe, command.copyOk)
-        for (const ready of s.copyFinished(pe, command.copyOk)) this.#commit(s, ready, ready.copyOk)
-        return
+        if (this.#faults.commitOutOfOrder) this.#commit(s, pe, command.copyOk)
+        else for (const ready of s.copyFinished(pe, command.copyOk)) this.#commit(s, ready, ready.copyOk)
+        return false
       case 'insert-completed':
         if (!this.#faults.insertAfterDrain) s.completed.set(command.oldChunk, command.newChunk)
         if (this.#faults.removePendingBeforeDrain) this.#removePending(s, pe)
-        return
+        return false
       case 'remove-pending':
         this.#removePending(s, pe)
-        return
+        return false
       case 'release':
         if (this.#faults.insertAfterDrain) s.completed.set(command.oldChunk, command.newChunk)
-        return this.#release(s, pe)
+        this.#release(s, pe)
+        return false
       case 'fail-held':
-        return this.#failHeld(s, pe)
+        this.#failHeld(s, pe)
+        return false
       case 'invalidate':
-        return this.invalidate(s, command.reason)
+        this.invalidate(s, command.reason)
+        return false
       case 'overflow':
         s.overflowed = true
-        return
+        return false
     }
   }
 
@@ -511,9 +535,11 @@ export class Engine {
     if (s === undefined || pe === undefined) return
     switch (event.type) {
       case 'copy-done':
-        return this.#send(s, pe, { type: 'copy-done', ok: event.ok })
+        this.#send(s, pe, { type: 'copy-done', ok: event.ok })
+        return
       case 'commit-done':
-        return this.#send(s, pe, { type: 'commit-done', ok: event.ok && s.valid, readers: s.reads.count(event.oldChunk) })
+        this.#send(s, pe, { type: 'commit-done', ok: event.ok && s.valid, readers: s.reads.count(event.oldChunk) })
+        return
       case 'read-drained':
         if (pe.state === 'CompletedWithReaders') this.#send(s, pe, { type: 'read-drained' })
         return

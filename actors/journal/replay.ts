@@ -99,7 +99,7 @@ function issue(origin: Origin, entry: JournalEntry, options: ReplayOptions, snap
     case 'merge':
       return quiet(volume(snapshots, entry.snapshot as string).merge())
     case 'drop':
-      return quiet(volume(snapshots, entry.snapshot as string).drop())
+      return quiet(volume(snapshots, entry.snapshot as string).closeWithOrigin()) // recorded only when the detach went ahead (a refused drop() journals nothing)
     case 'bio': {
       const target = entry.volume === 'origin' ? origin : volume(snapshots, entry.volume as string)
       const length = entry.length as number
