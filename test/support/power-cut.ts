@@ -36,6 +36,14 @@ interface SnapRecord {
 
 interface Flush { covers: ReadonlySet<string>; issue: number }
 
+/** What a workload may do (all on by default) and the engine faults to run it with. */
+export interface WorkloadOptions {
+  faults?: EngineFaults
+  /** Small COWs that fill (Invalid, Overflow); off: every COW has room for every chunk. */
+  fills?: boolean
+  merges?: boolean
+}
+
 /** A run of the workload of one seed, cut at request `cutAt` (Infinity: cut after the last phase). */
 export class PowerCutRun {
   readonly clock = new CrashClock()
@@ -54,7 +62,7 @@ export class PowerCutRun {
   readonly #delays: () => number
   #cutSignal!: Promise<void>
 
-  constructor(readonly seed: number, readonly cutAt: number, private readonly faults: EngineFaults = {}) {
+  constructor(readonly seed: number, readonly cutAt: number, private readonly options: WorkloadOptions = {}) {
     this.#rand = seededRandom(seed)
     const delays = seededRandom(seed ^ 0x5bd1e995)
     this.#delays = () => { const r = delays(); return r < 0.4 ? 0 : Math.floor(r * 5) }
@@ -70,12 +78,19 @@ export class PowerCutRun {
       this.clock.onCrash = () => { this.#atCut(); resolve() }
     })
     this.originDevice = new CrashDevice(stampedImage(), this.clock, 'origin', { delay: this.#delays })
-    this.origin = await openOrigin(this.originDevice, { faults: this.faults })
+    this.origin = await openOrigin(this.originDevice, { faults: this.options.faults ?? {} })
     this.clock.arm(this.cutAt)
     const planned = 1 + this.#below(3)
     const phases = 24 + this.#below(16)
     for (let p = 0; p < phases && !this.clock.crashed; p++) {
-      await Promise.race([this.#phase(planned), this.#cutSignal])
+      let timer: NodeJS.Timeout | undefined
+      const stalled = new Promise<'stalled'>((resolve) => { timer = setTimeout(() => resolve('stalled'), 3000) })
+      const outcome = await Promise.race([this.#phase(planned), this.#cutSignal, stalled])
+      clearTimeout(timer)
+      if (outcome === 'stalled') { // a request that never finishes (a write held for good) is a failure, not a hang
+        this.failures.push(`phase ${p} has not finished for 3 s`)
+        break
+      }
     }
     this.clock.cut() // a cut after the last phase: what is unflushed may still be lost
     for (let i = 0; i < 20; i++) await turn() // let the refused requests settle
@@ -91,7 +106,7 @@ export class PowerCutRun {
     const merging = this.snaps.find((s) => s.handoverTime !== undefined && !s.merged)
     const r = this.#rand()
     if (this.snaps.length < planned && merging === undefined && (this.snaps.length === 0 || r < 0.12)) return this.#create()
-    if (merging === undefined && r < 0.16) {
+    if (merging === undefined && r < 0.16 && this.options.merges !== false) {
       const candidates = this.snaps.filter((s) => s.volume !== undefined && s.handoverTime === undefined && s.volume.status().state !== 'invalid')
       if (candidates.length > 0) return this.#startMerge(candidates[this.#below(candidates.length)]!)
     }
@@ -179,7 +194,7 @@ export class PowerCutRun {
     const name = `s${this.snaps.length}`
     const chunkSectors = CHUNK_SECTORS[this.#below(CHUNK_SECTORS.length)]!
     const originChunks = ORIGIN_SECTORS / chunkSectors
-    const dataChunks = 1 + this.#below(Math.max(2, Math.floor(originChunks * 0.6)))
+    const dataChunks = this.options.fills === false ? originChunks + 2 : 1 + this.#below(Math.max(2, Math.floor(originChunks * 0.6)))
     const overflow = this.#rand() < 0.5
     const cow = new CrashDevice(new Uint8Array((2 + dataChunks) * chunkSectors * SECTOR), this.clock, name, { delay: this.#delays })
     const snap: SnapRecord = { name, chunkSectors, overflow, cow, merged: false, invalidAtCut: false }
@@ -356,8 +371,8 @@ function hash(text: string): number {
  * Runs the workload of `seed` cut at request `cutAt`, then each restart; returns the first
  * failure as a full message (seed, cut, mode, trace), or undefined.
  */
-export async function cutAndRestart(seed: number, cutAt: number, faults: EngineFaults = {}): Promise<{ failure?: string; requests: number }> {
-  const run = new PowerCutRun(seed, cutAt, faults)
+export async function cutAndRestart(seed: number, cutAt: number, options: WorkloadOptions = {}): Promise<{ failure?: string; requests: number }> {
+  const run = new PowerCutRun(seed, cutAt, options)
   await run.run()
   const where = `seed ${seed}, power cut at request ${cutAt === Infinity ? `${run.requests} (after the last phase)` : cutAt}`
   if (run.failures.length > 0) return { requests: run.requests, failure: `${where}: before the cut: ${run.failures[0]}\n${run.describe()}` }
