@@ -9,6 +9,7 @@ import type { Origin } from '../../actors/origin-volume.js'
 import { openOrigin } from '../../actors/origin-volume.js'
 import type { Snapshot } from '../../actors/snapshot-volume.js'
 import type { SnapcowError } from '../../io/errors.js'
+import { MemoryDevice } from '../../io/memory-device.js'
 import type { CrashMode, RandomCut } from './crash-device.js'
 import { CrashClock, CrashDevice } from './crash-device.js'
 import { seededRandom } from './delayed-device.js'
@@ -280,7 +281,12 @@ export class PowerCutRun {
     const origin = await openOrigin(image(this.originDevice))
     const loaded: Array<[SnapRecord, Snapshot]> = []
     for (const s of this.snaps) {
-      if (s.volume === undefined || s.model === undefined || s.merged) continue // never made, or merged away
+      if (s.volume === undefined) { // cut while createSnapshot ran: no store yet, or an empty one
+        const problem = await loadsEmptyOrNotAtAll(image(s.cow))
+        if (problem !== undefined) return `${s.name}, cut while it was created: ${problem}`
+        continue
+      }
+      if (s.model === undefined || s.merged) continue // merged away
       let volume: Snapshot
       try {
         volume = await origin.loadSnapshot(image(s.cow), { overflow: s.overflow })
@@ -336,6 +342,19 @@ export class PowerCutRun {
 function snapshotCodes(name: string, snap: SnapRecord | undefined, codes: string[]): string[] {
   if (name === 'origin') return []
   return snap?.handoverTime !== undefined ? [...codes, 'SNAPCOW_DETACHED'] : codes
+}
+
+/** A COW whose createSnapshot was cut: "no store" (magic 0), or a valid store with no exceptions. */
+async function loadsEmptyOrNotAtAll(cow: MemoryDevice): Promise<string | undefined> {
+  const origin = await openOrigin(new MemoryDevice(ORIGIN_SECTORS * SECTOR))
+  try {
+    const snapshot = await origin.loadSnapshot(cow)
+    const status = snapshot.status()
+    if (status.state !== 'active' || status.allocatedSectors !== status.metadataSectors) return `it loads as ${status.line}, not as an empty store`
+  } catch (error) {
+    if ((error as SnapcowError).code !== 'SNAPCOW_NO_STORE') return `it does not load: ${String(error)}`
+  }
+  return undefined
 }
 
 function stampedImage(): Uint8Array {
