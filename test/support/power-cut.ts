@@ -32,6 +32,8 @@ interface SnapRecord {
   merging?: Promise<void>
   controller?: AbortController
   merged: boolean
+  /** drop() resolved after its merge was stopped: it is gone, and the origin must still read as merged. */
+  dropped?: boolean
   invalidAtCut: boolean
 }
 
@@ -104,15 +106,24 @@ export class PowerCutRun {
   }
 
   #phase(planned: number): Promise<void> {
-    const merging = this.snaps.find((s) => s.handoverTime !== undefined && !s.merged)
+    const merging = this.#mergingSnap()
     const r = this.#rand()
     if (this.snaps.length < planned && merging === undefined && (this.snaps.length === 0 || r < 0.12)) return this.#create()
     if (merging === undefined && r < 0.16 && this.options.merges !== false) {
       const candidates = this.snaps.filter((s) => s.volume !== undefined && s.handoverTime === undefined && s.volume.status().state !== 'invalid')
       if (candidates.length > 0) return this.#startMerge(candidates[this.#below(candidates.length)]!)
     }
-    if (merging !== undefined && r < 0.24) return merging.controller!.signal.aborted ? this.#resumeMerge(merging) : this.#stopMerge(merging)
+    if (merging !== undefined && merging.controller!.signal.aborted) {
+      if (r < 0.14) return this.#resumeMerge(merging)
+      if (r < 0.22) return this.#dropStopped(merging)
+    } else if (merging !== undefined && r < 0.24) {
+      return this.#stopMerge(merging)
+    }
     return this.#ioGroup()
+  }
+
+  #mergingSnap(): SnapRecord | undefined {
+    return this.snaps.find((s) => s.handoverTime !== undefined && !s.merged && s.dropped !== true)
   }
 
   /** The volumes that take I/O now, and the model each one reads and writes. */
@@ -120,7 +131,7 @@ export class PowerCutRun {
     const out: Array<{ name: string; volume: Origin | Snapshot; model: VolumeModel; snap?: SnapRecord }> =
       [{ name: 'origin', volume: this.origin, model: this.originModel }]
     for (const s of this.snaps) {
-      if (s.volume === undefined || s.merged || s.model === undefined) continue
+      if (s.volume === undefined || s.merged || s.dropped === true || s.model === undefined) continue
       out.push({ name: s.name, volume: s.volume, model: s.handoverTime !== undefined ? this.originModel : s.model, snap: s })
     }
     return out
@@ -128,7 +139,7 @@ export class PowerCutRun {
 
   /** Which write domains a flush of `name` covers: a merging snapshot's flushes cover origin and COW (spec §5.5, §12). */
   #covers(name: string): Set<string> {
-    const merging = this.snaps.find((s) => s.handoverTime !== undefined && !s.merged)
+    const merging = this.#mergingSnap()
     if (merging !== undefined && (name === 'origin' || name === merging.name)) return new Set(['origin', merging.name])
     return new Set([name])
   }
@@ -267,6 +278,33 @@ export class PowerCutRun {
     this.#watchMerge(snap, snap.volume!.merge({ signal: snap.controller.signal }))
   }
 
+  /**
+   * drop() of a snapshot whose merge was stopped: it may refuse, or finish the merge, but the
+   * origin must go on reading as merged, with every acknowledged write (checked at once).
+   */
+  async #dropStopped(snap: SnapRecord): Promise<void> {
+    await snap.merging
+    if (snap.merged || this.clock.crashed) return
+    this.log.push(`t${this.time.tick()} drop ${snap.name} (its merge stopped)`)
+    try {
+      await snap.volume!.drop()
+      snap.dropped = true
+    } catch (error) {
+      this.log.push(`t${this.time.tick()} drop of ${snap.name} refused: ${String(error)}`)
+    }
+    if (this.clock.crashed) return
+    const start = this.time.tick()
+    const all = new Uint8Array(ORIGIN_SECTORS * SECTOR)
+    try {
+      await this.origin.read(0, all)
+    } catch (error) {
+      return this.#expected(error, 'the origin read after the drop', [])
+    }
+    const model = this.originModel
+    const wrong = firstDisallowed(all, 0, model, (x) => model.allowedInMemory(x, start, this.time.tick()))
+    if (wrong !== undefined && !this.clock.crashed) this.failures.push(`the origin right after drop() of ${snap.name}, whose merge was stopped: ${wrong}`)
+  }
+
   /** Whether a write was covered by a flush that resolved before the cut. */
   durable = (w: WriteRecord): boolean =>
     this.flushes.some((f) => f.covers.has(w.volume) && w.ack < f.issue)
@@ -286,7 +324,7 @@ export class PowerCutRun {
         if (problem !== undefined) return `${s.name}, cut while it was created: ${problem}`
         continue
       }
-      if (s.model === undefined || s.merged) continue // merged away
+      if (s.model === undefined || s.merged || s.dropped === true) continue // merged away, or dropped
       let volume: Snapshot
       try {
         volume = await origin.loadSnapshot(image(s.cow), { overflow: s.overflow })
