@@ -2,13 +2,13 @@
 // completions, a random subset of the unflushed and in-flight writes kept and some torn, then
 // a restart that loads every COW again. Every write covered by a resolved flush of its volume
 // survives; every snapshot reads its model or is Invalid (only if it was Invalid at the cut).
-// SNAPCOW_CRASH_CUTS sets the number of cuts (npm test: 240; npm run test:crash: thousands).
+// SNAPCOW_CRASH_CUTS sets the number of cuts (npm test: 200; npm run test:crash: thousands).
 import { expect, test } from 'vitest'
 import type { EngineFaults } from '../../actors/engine.js'
 import type { WorkloadOptions } from '../support/power-cut.js'
 import { cutAndRestart } from '../support/power-cut.js'
 
-const CUTS = Number(process.env.SNAPCOW_CRASH_CUTS ?? 240)
+const CUTS = Number(process.env.SNAPCOW_CRASH_CUTS ?? 200)
 const CUTS_PER_WORKLOAD = 12
 const FIRST_SEED = Number(process.env.SNAPCOW_CRASH_SEED ?? 1)
 
@@ -36,7 +36,7 @@ async function cutMany(firstSeed: number, total: number, options: WorkloadOption
 }
 
 test(`${CUTS} power cuts over ${Math.ceil(CUTS / CUTS_PER_WORKLOAD)} seeded workloads: flushed writes survive, snapshots read their model or are Invalid`, async () => {
-  const failures = await cutMany(FIRST_SEED, CUTS)
+  const failures = await cutMany(FIRST_SEED, CUTS, {}, 8)
   if (failures.length > 0) console.error(failures.join('\n\n'))
   expect(failures.map((f) => f.split('\n')[0])).toEqual([])
 })
