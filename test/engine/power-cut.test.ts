@@ -55,3 +55,18 @@ test.each<[string, EngineFaults]>([
 ])('the power-cut test catches a broken engine: %s', async (_name, faults) => {
   expect((await cutMany(500, 60, { ...PLAIN, faults }, 1)).length).toBeGreaterThan(0)
 })
+
+// Failing seeds found by the test above, one per engine bug (each passes once its bug is fixed).
+const NO_DROP_NO_CREATE: WorkloadOptions = { dropStoppedMerges: false, createWhileMerging: false }
+test.each<[string, number, number, WorkloadOptions]>([
+  ['an invalidated snapshot\'s valid = 0 is overtaken by origin writes on the fast path', 3, 154, {}],
+  ['origin.flush() during a merge leaves the writes that went to the COW unflushed', 64, 234, NO_DROP_NO_CREATE],
+  ['origin.flush() during a merge leaves the writes that went to the COW unflushed (2)', 94, 92, NO_DROP_NO_CREATE],
+  ['a merging snapshot\'s flush() flushes its COW but not the origin (spec §5.5)', 29, Number.POSITIVE_INFINITY, {}],
+  ['drop() of a snapshot whose merge was stopped loses the merged view', 6, Number.POSITIVE_INFINITY, {}],
+  ['createSnapshot during a merge snapshots the raw origin device', 7, Number.POSITIVE_INFINITY, {}],
+])('regression: %s (seed %i, cut at request %s)', async (_name, seed, cutAt, options) => {
+  const { failure } = await cutAndRestart(seed, cutAt, options)
+  if (failure !== undefined) console.error(failure)
+  expect(failure?.split('\n')[0]).toBeUndefined()
+})

@@ -47,6 +47,10 @@ export interface WorkloadOptions {
   /** Small COWs that fill (Invalid, Overflow); off: every COW has room for every chunk. */
   fills?: boolean
   merges?: boolean
+  /** Drop a snapshot whose merge was stopped (default on). */
+  dropStoppedMerges?: boolean
+  /** Create a snapshot while another merges (default on). */
+  createWhileMerging?: boolean
 }
 
 /** A run of the workload of one seed, cut at request `cutAt` (Infinity: cut after the last phase). */
@@ -111,14 +115,14 @@ export class PowerCutRun {
     const merging = this.#mergingSnap()
     const r = this.#rand()
     // Now and then a snapshot of the origin while it merges: it must show the merged view (known bug 7).
-    if (merging === undefined ? this.snaps.length < planned && (this.snaps.length === 0 || r < 0.12) : this.snaps.length < 3 && r < 0.06) return this.#create()
+    if (merging === undefined ? this.snaps.length < planned && (this.snaps.length === 0 || r < 0.12) : this.snaps.length < 3 && r < 0.06 && this.options.createWhileMerging !== false) return this.#create()
     if (merging === undefined && r < 0.16 && this.options.merges !== false) {
       const candidates = this.snaps.filter((s) => s.volume !== undefined && s.handoverTime === undefined && s.volume.status().state !== 'invalid')
       if (candidates.length > 0) return this.#startMerge(candidates[this.#below(candidates.length)]!)
     }
     if (merging !== undefined && merging.controller!.signal.aborted) {
       if (r < 0.14) return this.#resumeMerge(merging)
-      if (r < 0.22) return this.#dropStopped(merging)
+      if (r < 0.22 && this.options.dropStoppedMerges !== false) return this.#dropStopped(merging)
     } else if (merging !== undefined && r < 0.24) {
       return this.#stopMerge(merging)
     }
