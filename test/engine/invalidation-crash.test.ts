@@ -17,8 +17,8 @@ const CHUNK = 4096
 const ORIGIN_CHUNKS = 16
 const ORIGIN_SECTORS = ORIGIN_CHUNKS * CHUNK / SECTOR
 const RANDOM_RESTARTS = 4
-/** More schedules of completions (npm run test:crash sets SNAPCOW_CRASH_CUTS high: then 20 more). */
-const EXTRA_DELAY_SEEDS = Number(process.env.SNAPCOW_CRASH_CUTS ?? 0) >= 1000 ? 20 : 0
+/** More schedules of completions (npm run test:crash sets SNAPCOW_CRASH_CUTS high: then 40 more). */
+const EXTRA_DELAY_SEEDS = Number(process.env.SNAPCOW_CRASH_CUTS ?? 0) >= 1000 ? 40 : 6
 
 const initialImage = () => stamped(0, 0, ORIGIN_SECTORS)
 
