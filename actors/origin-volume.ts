@@ -43,7 +43,7 @@ export interface Inputs {
   request<T>(describe: (bio: number) => NewEntry, run: () => Promise<T>): Promise<T>
 }
 
-/** Options of `Origin.loadSnapshot` (api.md). */
+/** Options of `Origin.loadSnapshot`. */
 export interface LoadSnapshotOptions {
   /** Load the store as the kernel's 'PO' (a full COW on a snapshot write is Overflow, not Invalid). */
   overflow?: boolean
@@ -223,7 +223,7 @@ export class Origin extends DeviceBase {
     return this.volumeRequest('origin', 'write', offset, data, () => this.#engine.writeOrigin(offset, data))
   }
 
-  /** Every acknowledged origin write durable, the ones a merge sent to its COW included (spec §5.5). */
+  /** Every acknowledged origin write durable, the ones a merge sent to its COW included. */
   protected override _flush(): Promise<void> {
     if (this.recorder === undefined) return this.#engine.flushOrigin()
     return this.volumeRequest('origin', 'flush', 0, undefined, () => this.#engine.flushOrigin())

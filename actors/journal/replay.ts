@@ -8,6 +8,7 @@ import { SnapcowError } from '../../io/errors.js'
 import { MemoryDevice } from '../../io/memory-device.js'
 import type { Origin } from '../origin-volume.js'
 import { openOrigin } from '../origin-volume.js'
+import { releaseAll } from '../device-claims.js'
 import type { Snapshot } from '../snapshot-volume.js'
 import type { SnapshotStatus } from '../status.js'
 import type { JournalEntry } from './journal.js'
@@ -73,9 +74,11 @@ export async function replay(recorded: Iterable<JournalEntry> | AsyncIterable<Jo
   check(expected.length)
   if (made.length > expected.length) throw new ReplayDivergenceError(expected.length + 1, undefined, made[expected.length])
   const result = { entries: [...made], statuses: all.map((s) => s.status()) }
-  // Let the caller's devices go (an open origin keeps them claimed); what closing journals
-  // is not part of the recorded run.
-  await origin.close().catch(() => undefined)
+  // Let the caller's devices go: the replaying origin claims them while open. Its close is
+  // not awaited (a journal cut mid-run leaves requests that never complete) and what it
+  // journals is not part of the recorded run.
+  void origin.close().catch(() => undefined)
+  releaseAll(origin)
   return result
 }
 
@@ -99,7 +102,7 @@ function issue(origin: Origin, entry: JournalEntry, options: ReplayOptions, snap
     case 'merge':
       return quiet(volume(snapshots, entry.snapshot as string).merge())
     case 'drop':
-      return quiet(volume(snapshots, entry.snapshot as string).closeWithOrigin()) // recorded only when the detach went ahead (a refused drop() journals nothing)
+      return quiet(volume(snapshots, entry.snapshot as string).closeWithOrigin()) // journaled only when the detach went ahead
     case 'bio': {
       const target = entry.volume === 'origin' ? origin : volume(snapshots, entry.volume as string)
       const length = entry.length as number

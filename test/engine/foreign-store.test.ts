@@ -80,10 +80,10 @@ describe('loadSnapshot chunkSize', () => {
     await origin.close()
   })
 
-  test.each([1000, 3072, 0, 'big'])('an illegal chunkSize (%s) is a RangeError before any I/O', async (chunkSize) => {
+  test.each([[1000, RangeError], [3072, RangeError], [0, RangeError], ['big', TypeError]] as const)('an illegal chunkSize (%s) is a %o before any I/O', async (chunkSize, kind) => {
     const cow = new RecordingDevice(await cowFor(16 * CHUNK, []))
     const origin = await openOrigin(new MemoryDevice(16 * CHUNK))
-    await expect(origin.loadSnapshot(cow, { chunkSize: chunkSize as number })).rejects.toThrow(RangeError)
+    await expect(origin.loadSnapshot(cow, { chunkSize: chunkSize as number })).rejects.toThrow(kind)
     expect(cow.ops).toEqual([])
     await origin.close()
   })

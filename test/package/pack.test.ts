@@ -57,7 +57,10 @@ beforeAll(() => {
   unpacked = path.join(consumer, 'node_modules', 'snapcow')
   mkdirSync(unpacked, { recursive: true })
   execFileSync('tar', ['-xzf', path.join(work, info!.filename), '-C', unpacked, '--strip-components=1'])
-  for (const dep of ['xstate', 'rxjs']) symlinkSync(path.join(modules, dep), path.join(consumer, 'node_modules', dep))
+  for (const dep of runtimePackages()) {
+    mkdirSync(path.dirname(path.join(consumer, 'node_modules', dep)), { recursive: true })
+    symlinkSync(path.join(modules, dep), path.join(consumer, 'node_modules', dep))
+  }
 }, 120_000)
 
 afterAll(() => {
@@ -219,3 +222,11 @@ test('an ESM and a CommonJS consumer type-check (strict, skipLibCheck: false) an
   })
   expect(run('cjs.cjs')).toEqual({ state: 'active', exceptions: [[1, 2]], code: 'SNAPCOW_NO_STORE', readOnly: true, suite: 'function' })
 }, 120_000)
+
+/** Every package an installed snapcow needs at run time: the lock file's non-dev, top-level entries. */
+function runtimePackages(): string[] {
+  const lock = JSON.parse(readFileSync(path.join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> }
+  return Object.entries(lock.packages)
+    .filter(([key, entry]) => key.startsWith('node_modules/') && !key.slice('node_modules/'.length).includes('node_modules/') && entry.dev !== true)
+    .map(([key]) => key.slice('node_modules/'.length))
+}
