@@ -57,6 +57,13 @@ export interface EngineOptions {
   faults?: EngineFaults
 }
 
+/**
+ * The executor when `openOrigin` names none: the compiled table, unless the environment
+ * variable SNAPCOW_EXECUTOR says `xstate` (how CI runs the engine suite under both).
+ */
+const DEFAULT_EXECUTOR: 'compiled' | 'xstate' =
+  (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.SNAPCOW_EXECUTOR === 'xstate' ? 'xstate' : 'compiled'
+
 /** How often the `valid = 0` header write of an invalidation is tried before giving up. */
 const INVALIDATE_ATTEMPTS = 3
 
@@ -73,8 +80,10 @@ export class Engine {
   readonly #invalidations = new Set<Promise<void>>()
   readonly #finishedWaiters: Array<() => void> = []
   /** The two executors behind the one seam (machines/chunk-run.ts). */
+  readonly #executor: 'compiled' | 'xstate'
   readonly #compiled: ChunkRuntime
   readonly #xstate: ChunkRuntime
+  readonly #inspected: ChunkRuntime | undefined
   /** Command lists by nesting depth of #send (carrying out a command may send to another chunk). */
   readonly #outs: ChunkCommand[][] = []
   #depth = 0
@@ -90,8 +99,10 @@ export class Engine {
     if (options.executor !== undefined && options.executor !== 'compiled' && options.executor !== 'xstate') {
       throw new TypeError(`executor must be 'compiled' or 'xstate', got ${String(options.executor)}`)
     }
+    this.#executor = options.executor ?? DEFAULT_EXECUTOR
     this.#compiled = compiledRuntime()
-    this.#xstate = xstateRuntime(options.inspect !== undefined ? { inspect: options.inspect } : {})
+    this.#xstate = xstateRuntime()
+    this.#inspected = options.inspect !== undefined ? xstateRuntime({ inspect: options.inspect }) : undefined
     this.admission = new Admission(() => this.#snapshots.some((s) => s.copiesInFlight >= this.#cowThreshold))
     this.events$.subscribe((event) => this.#react(event))
   }
@@ -354,8 +365,9 @@ export class Engine {
   // ---- chunk actors and their commands ----
 
   #newPending(s: SnapshotCore, chunk: OldChunk): PendingException {
-    const inspected = this.options.inspect !== undefined && (this.options.inspectChunks?.(s.id, chunk) ?? true)
-    const runtime = this.options.executor === 'xstate' || inspected ? this.#xstate : this.#compiled
+    // Inspected chunks run as real XState actors, whatever the executor, so the inspector sees them.
+    const runtime = this.#inspected !== undefined && (this.options.inspectChunks?.(s.id, chunk) ?? true) ? this.#inspected
+      : this.#executor === 'xstate' ? this.#xstate : this.#compiled
     return new PendingException(chunk, runtime({ snapshotId: s.id, oldChunk: chunk }))
   }
 
