@@ -9,7 +9,7 @@ import { TransientStore } from '../io/cow-format/transient-store.js'
 import { decodeHeader, SNAPSHOT_MAGIC } from '../io/cow-format/header.js'
 import type { ExceptionStore } from '../io/exception-store.js'
 import type { ByteOffset } from '../io/units.js'
-import { SECTOR_BYTES } from '../io/units.js'
+import { asNewChunk, asOldChunk, SECTOR_BYTES } from '../io/units.js'
 import { SnapcowError } from '../io/errors.js'
 import { CompletedTable } from './completed-table.js'
 import type { EngineOptions } from './engine.js'
@@ -190,12 +190,24 @@ export class Origin extends DeviceBase {
   }
 
   async #load(cow: BlockDevice, overflow: boolean, chunkSectors: number | undefined): Promise<Snapshot> {
-    const table = new CompletedTable()
+    // Records are gathered first so the table is made at its final size (no rehash per doubling).
+    let pairs = new Float64Array(2048)
+    let count = 0
     const store = await PersistentStore.load(cow, {
-      onException: (o, n) => table.set(o, n), // row 20
+      onException: (o, n) => {
+        if (2 * count === pairs.length) {
+          const more = new Float64Array(pairs.length * 2)
+          more.set(pairs)
+          pairs = more
+        }
+        pairs[2 * count] = o
+        pairs[2 * count++ + 1] = n
+      },
       originBytes: this.size, // a store made for a smaller origin is refused, not misread
       ...(chunkSectors === undefined ? {} : { chunkSectors }),
     })
+    const table = new CompletedTable(count)
+    for (let i = 0; i < count; i++) table.set(asOldChunk(pairs[2 * i]!), asNewChunk(pairs[2 * i + 1]!)) // row 20
     return this.#attach(cow, store, table, overflow, false)
   }
 

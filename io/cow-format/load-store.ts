@@ -13,7 +13,8 @@ import { chunkSectorsProblem, legalChunkSectors } from './chunk-size.js'
 import type { CowGeometry } from './geometry.js'
 import { cowGeometry, FIRST_DATA_CHUNK, RECORD_BYTES } from './geometry.js'
 import { decodeHeader, HEADER_BYTES, SNAPSHOT_DISK_VERSION, SNAPSHOT_MAGIC } from './header.js'
-import { isTerminator, readRecord } from './record-io.js'
+import { ChunkSet } from './chunk-set.js'
+import { isTerminator, readNewChunk, readOldChunk } from './record-io.js'
 
 /** What a load found: enough to go on appending to the store. */
 export interface LoadedStore {
@@ -93,14 +94,34 @@ export async function loadStore(device: BlockDevice, options: LoadStoreOptions =
   return loaded
 }
 
+/** Metadata areas read ahead of the one being checked: a long table is read many areas at a time. */
+const READ_AHEAD = 16
+
+/** One area's read, started early; a failure is kept until the scan reaches that area. */
+interface AreaRead {
+  bytes: Uint8Array
+  failed: Promise<unknown>
+}
+
 // §9.6 step 7: walk areas until one is not full; check each record as it comes.
 async function scanTable(device: BlockDevice, loaded: LoadedStore,
   onException: LoadStoreOptions['onException'], originChunks: number | undefined): Promise<void> {
   const g = loaded.geometry
-  const seenOld = new Set<number>()
-  const seenNew = new Set<number>()
+  const seenOld = new ChunkSet()
+  const seenNew = new ChunkSet()
   const deviceChunks = Math.floor(device.size / g.chunkBytes)
   let maxNew = FIRST_DATA_CHUNK - 1
+  // Areas past the end of the table are read too (up to READ_AHEAD): only reads, never used.
+  const ahead: AreaRead[] = []
+  let nextToRead = 0
+  const readAhead = (): void => {
+    while (ahead.length < READ_AHEAD && g.areaLocation(nextToRead) < deviceChunks) {
+      const bytes = new Uint8Array(g.chunkBytes)
+      const failed = device.read(g.areaLocation(nextToRead) * g.chunkBytes, bytes).then(() => undefined, (cause: unknown) => cause ?? new Error('read failed'))
+      ahead.push({ bytes, failed })
+      nextToRead++
+    }
+  }
   for (let areaIndex = 0; ; areaIndex++) {
     const location = g.areaLocation(areaIndex)
     if (location >= deviceChunks) {
@@ -108,14 +129,19 @@ async function scanTable(device: BlockDevice, loaded: LoadedStore,
         `COW device of ${device.size} bytes ends before metadata area ${areaIndex} (chunk ${location}), ` +
         `which the full area ${areaIndex - 1} says must follow`, { area: areaIndex })
     }
-    const area = new Uint8Array(g.chunkBytes)
-    await readOrFail(device, location * g.chunkBytes, area, `metadata area ${areaIndex}`)
+    readAhead()
+    const { bytes: area, failed } = ahead.shift()!
+    const cause = await failed
+    if (cause !== undefined) {
+      throw new SnapcowError('SNAPCOW_IO', `reading metadata area ${areaIndex} of the COW store at byte ${location * g.chunkBytes} failed`, { cause })
+    }
     const view = new DataView(area.buffer)
     let slot = 0
     for (; slot < g.exceptionsPerArea; slot++) {
       if (isTerminator(view, slot)) break
-      const { oldChunk, newChunk } = readRecord(view, slot)
-      checkRecord(g, deviceChunks, originChunks, oldChunk, newChunk, seenOld, seenNew, { area: areaIndex, slot })
+      const oldChunk = readOldChunk(view, slot)
+      const newChunk = readNewChunk(view, slot)
+      checkRecord(g, deviceChunks, originChunks, oldChunk, newChunk, seenOld, seenNew, areaIndex, slot)
       if (newChunk > maxNew) maxNew = newChunk
       loaded.exceptionCount++
       onException?.(asOldChunk(oldChunk), asNewChunk(newChunk))
@@ -126,30 +152,34 @@ async function scanTable(device: BlockDevice, loaded: LoadedStore,
       loaded.currentCommitted = slot
       loaded.area = area
       loaded.nextFree = g.skipMetadata(maxNew + 1)
+      await Promise.all(ahead.map((a) => a.failed)) // nothing left reading the device
       return
     }
   }
 }
 
 function checkRecord(g: CowGeometry, deviceChunks: number, originChunks: number | undefined, oldChunk: number, newChunk: number,
-  seenOld: Set<number>, seenNew: Set<number>, where: { area: number; slot: number }): void {
-  const at = `record ${where.slot} of metadata area ${where.area}`
-  const bad = (field: string, value: number | string, why: string) =>
-    new CowFormatError('SNAPCOW_CORRUPT_TABLE', field, value, `COW table is corrupt: ${at} has ${field} ${value}, ${why}`, where)
-  if (Number.isNaN(newChunk)) throw bad('new_chunk', 'above 2^53', 'larger than any device')
-  if (Number.isNaN(oldChunk)) throw bad('old_chunk', 'above 2^53', 'larger than any origin')
-  if (g.isMetadataChunk(newChunk)) throw bad('new_chunk', newChunk, 'which is a metadata chunk, not data')
+  seenOld: ChunkSet, seenNew: ChunkSet, area: number, slot: number): void {
+  // Runs once per record: a message is built only when a record is refused.
+  if (Number.isNaN(newChunk)) throw corrupt(area, slot, 'new_chunk', 'above 2^53', 'larger than any device')
+  if (Number.isNaN(oldChunk)) throw corrupt(area, slot, 'old_chunk', 'above 2^53', 'larger than any origin')
+  if (g.isMetadataChunk(newChunk)) throw corrupt(area, slot, 'new_chunk', newChunk, 'which is a metadata chunk, not data')
   if (newChunk >= deviceChunks) {
-    throw bad('new_chunk', newChunk, `which lies past the end of the COW device (${deviceChunks} chunks)`)
+    throw corrupt(area, slot, 'new_chunk', newChunk, `which lies past the end of the COW device (${deviceChunks} chunks)`)
   }
   if (originChunks !== undefined && oldChunk >= originChunks) {
-    throw bad('old_chunk', oldChunk, `which lies past the origin's last chunk (the origin has ${originChunks} chunks of ` +
+    throw corrupt(area, slot, 'old_chunk', oldChunk, `which lies past the origin's last chunk (the origin has ${originChunks} chunks of ` +
       `${g.chunkBytes} bytes): this store was made for another, bigger origin`)
   }
-  if (seenNew.has(newChunk)) throw bad('new_chunk', newChunk, 'which an earlier record already uses')
-  if (seenOld.has(oldChunk)) throw bad('old_chunk', oldChunk, 'which an earlier record already remaps')
+  if (seenNew.has(newChunk)) throw corrupt(area, slot, 'new_chunk', newChunk, 'which an earlier record already uses')
+  if (seenOld.has(oldChunk)) throw corrupt(area, slot, 'old_chunk', oldChunk, 'which an earlier record already remaps')
   seenNew.add(newChunk)
   seenOld.add(oldChunk)
+}
+
+function corrupt(area: number, slot: number, field: string, value: number | string, why: string): CowFormatError {
+  return new CowFormatError('SNAPCOW_CORRUPT_TABLE', field, value,
+    `COW table is corrupt: record ${slot} of metadata area ${area} has ${field} ${value}, ${why}`, { area, slot })
 }
 
 function requireChunks(device: BlockDevice, g: CowGeometry, chunks: number, what: string): void {

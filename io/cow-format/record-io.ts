@@ -27,6 +27,19 @@ export function readRecord(area: DataView, slot: number): DiskRecord {
   }
 }
 
+/** A little-endian u64 at `at` as a number; `NaN` above 2^53 (no BigInt, no object: the loader's path). */
+function readU64(area: DataView, at: number): number {
+  const low = area.getUint32(at, true)
+  const high = area.getUint32(at + 4, true)
+  if (high === 0) return low
+  return high > 0x1f_ffff ? Number.NaN : high * 0x1_0000_0000 + low
+}
+
+/** The old_chunk of record `slot` (`NaN`: too large to represent). */
+export const readOldChunk = (area: DataView, slot: number): number => readU64(area, slot * RECORD_BYTES)
+/** The new_chunk of record `slot` (`NaN`: too large to represent). */
+export const readNewChunk = (area: DataView, slot: number): number => readU64(area, slot * RECORD_BYTES + 8)
+
 /** True when record `slot` ends the table (new_chunk 0; old_chunk is not inspected). */
 export const isTerminator = (area: DataView, slot: number): boolean =>
   area.getUint32(slot * RECORD_BYTES + 8, true) === 0 && area.getUint32(slot * RECORD_BYTES + 12, true) === 0

@@ -157,3 +157,37 @@ test('a read error while loading is a SnapcowError SNAPCOW_IO with the cause, an
   expect((error as Error).cause).toBeInstanceOf(Error)
   expect(cow.writes()).toEqual([])
 })
+
+describe('areas are read ahead (a long table loads many areas at a time)', () => {
+  /** A store of 1-sector chunks (32 records an area) with `n` records, chunk k → data chunk in order. */
+  async function longStore(n: number): Promise<MemoryDevice> {
+    const cow = new MemoryDevice(4 << 20)
+    const store = await PersistentStore.create(cow, asChunkSectors(1))
+    for (let i = 0; i < n; i++) await store.commit(asOldChunk(i), store.allocate()!, true)
+    return cow
+  }
+
+  test('a table of many areas loads whole, in order', async () => {
+    const info = await readCowStore(await longStore(32 * 40 + 5))
+    expect(info.exceptions).toHaveLength(32 * 40 + 5)
+    expect(info.exceptions.slice(0, 3).map(([o]) => o)).toEqual([0, 1, 2])
+    expect(info.metadataAreas).toBe(41)
+  })
+
+  test('a failed read of an area the table needs is SNAPCOW_IO naming that area', async () => {
+    const cow = new RecordingDevice(await longStore(32 * 3 + 1)) // areas 0–2 full, area 3 holds the end
+    const area2 = (2 * 33 + 1) * 512
+    cow.failRead = (offset) => offset === area2
+    const error = await readCowStore(cow).catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'SNAPCOW_IO' })
+    expect((error as Error).message).toMatch(/metadata area 2\b/)
+  })
+
+  test('a failed read of an area past the end of the table does not matter', async () => {
+    const cow = new RecordingDevice(await longStore(32 + 3)) // area 1 ends the table
+    cow.failRead = (offset) => offset > (1 * 33 + 1) * 512 // every area after it fails
+    const info = await readCowStore(cow)
+    expect(info.exceptions).toHaveLength(35)
+    expect(cow.ops.filter((o) => o.op === 'read').length).toBeGreaterThan(3) // it did read ahead
+  })
+})
