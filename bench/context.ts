@@ -23,7 +23,7 @@ export interface Sizes {
 }
 
 export const FULL: Sizes = {
-  readOps: 4096, writeOps: 1024, seqMiB: 16, lifecyclesCompiled: 1_000_000, lifecyclesXState: 20_000,
+  readOps: 8192, writeOps: 2048, seqMiB: 16, lifecyclesCompiled: 1_000_000, lifecyclesXState: 20_000,
   exceptions: 1_000_000, mergeChunks: 4096, latencyReads: 2000, journalWrites: 2048,
 }
 

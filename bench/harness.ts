@@ -58,7 +58,7 @@ export async function runOps(count: number, depth: number, op: (i: number, worke
  * Seconds per pass of a repeatable pattern (raw reads, overwrites): passes are repeated until
  * `minSeconds` have gone by, so a fast device is not timed over a fraction of a millisecond.
  */
-export async function repeatedPass(pass: () => Promise<number>, minSeconds = 0.05): Promise<number> {
+export async function repeatedPass(pass: () => Promise<number>, minSeconds = 0.1): Promise<number> {
   let total = 0
   let passes = 0
   do {
