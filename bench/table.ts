@@ -17,6 +17,8 @@ export function fmt(n: number): string {
   return n.toFixed(2)
 }
 
+/** Ratios: two decimals, or two significant digits below 0.1 (a first write is ~0.003× raw). */
+const ratioText = (r: number): string => (Math.abs(r) >= 0.1 ? r.toFixed(2) : r.toPrecision(2))
 const spread = (s: Summary): string => (s.n > 1 ? ` (${fmt(s.min)}..${fmt(s.max)})` : '')
 const DEVICE: Record<string, string> = { memory: 'memory', file: 'file (tmpfs)' }
 
@@ -34,7 +36,7 @@ export function renderTable(facts: MachineFacts, settings: string[], rows: reado
   for (const r of rows) {
     const value = r.value === undefined ? '—' : `${fmt(r.value.median)} ${r.unit}${spread(r.value)}`
     const base = r.baseline === undefined ? '' : `${r.baselineName ?? ''} ${fmt(r.baseline.median)}`
-    const ratio = r.ratio === undefined ? '' : `${r.ratio.median.toFixed(2)}${r.ratio.n > 1 ? ` (${r.ratio.min.toFixed(2)}..${r.ratio.max.toFixed(2)})` : ''}`
+    const ratio = r.ratio === undefined ? '' : `${ratioText(r.ratio.median)}${r.ratio.n > 1 ? ` (${ratioText(r.ratio.min)}..${ratioText(r.ratio.max)})` : ''}`
     const target = r.target === undefined ? '' : targetText(r.target, r.unit, r.baselineName)
     const result = r.value === undefined ? (r.target === undefined ? '' : 'n/a') : r.verdict ?? ''
     lines.push(`| ${[r.workload, DEVICE[r.device] ?? r.device, r.depth ?? '', r.executor, value, base, ratio, target, result, r.note ?? ''].join(' | ')} |`)
