@@ -65,6 +65,8 @@ test.each<[string, number, number, WorkloadOptions]>([
   ['a merging snapshot\'s flush() flushes its COW but not the origin (spec §5.5)', 29, Number.POSITIVE_INFINITY, {}],
   ['drop() of a snapshot whose merge was stopped loses the merged view', 6, Number.POSITIVE_INFINITY, {}],
   ['createSnapshot during a merge snapshots the raw origin device', 7, Number.POSITIVE_INFINITY, {}],
+  // Found by the nightly run: the test's own model missed a merge that took over just before the cut.
+  ['a cut right after a merge took over: the restart resumes that merge', 30, 279, {}],
 ])('regression: %s (seed %i, cut at request %s)', async (_name, seed, cutAt, options) => {
   const { failure } = await cutAndRestart(seed, cutAt, options)
   if (failure !== undefined) console.error(failure)

@@ -254,7 +254,8 @@ export class PowerCutRun {
     // status word does not tell: an Overflow snapshot says "overflow" while it merges.)
     const handingOver = () => this.origin.engine.merging?.id !== snap.volume!.id && !snap.merged
     while (handingOver() && !settled && !this.clock.crashed) await turn()
-    if (this.clock.crashed || handingOver()) return
+    // A cut may come right after the handover: what counts is whether it happened.
+    if (handingOver()) return
     snap.handoverTime = this.time.tick()
     this.originModel = snap.model!
     this.log.push(`t${snap.handoverTime} ${snap.name} took over the origin`)
