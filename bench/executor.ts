@@ -23,7 +23,7 @@ export async function probeExecutors(wanted: readonly string[] = ['compiled', 'x
   const device = new MemoryDevice(1 << 16)
   let supported = false
   try {
-    const origin = await openOrigin(device, { executor: 'no-such-executor' } as OpenOriginOptions)
+    const origin = await openOrigin(device, { executor: 'no-such-executor' } as unknown as OpenOriginOptions)
     await origin.close()
   } catch (error) {
     supported = error instanceof Error && /executor/.test(error.message)
