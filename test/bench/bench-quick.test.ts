@@ -20,12 +20,16 @@ test('npm run bench -- --quick --json: every family, facts, ratios and verdicts'
   const families = new Set(result.rows.map((r) => r.family))
   expect([...families].sort()).toEqual(['journal', 'lifecycle', 'merge', 'million', 'reads', 'sequential', 'writes'])
 
+  // The engine rows run once per executor (compiled and xstate).
+  expect(new Set(result.rows.filter((r) => r.family === 'reads').map((r) => r.executor))).toEqual(new Set(['compiled', 'xstate']))
   for (const kind of ['memory', 'file']) {
     for (const depth of [1, 32]) {
       const reads = result.rows.filter((r) => r.family === 'reads' && r.device === kind && r.depth === depth)
-      expect(reads, `${kind} QD ${depth}`).toHaveLength(3)
+      expect(reads, `${kind} QD ${depth}`).toHaveLength(3 * 2)
     }
   }
+  const compiled = result.rows.find((r) => r.family === 'lifecycle' && r.executor === 'compiled')
+  expect(compiled?.value?.median).toBeGreaterThan(0)
   for (const row of result.rows) {
     const name = `${row.workload} ${row.device} ${row.depth ?? ''} ${row.executor}`
     if (row.value === undefined) {
