@@ -22,6 +22,10 @@ export type { MergeOptions } from './actors/merger.js'
 // Chunk machine (XState v5)
 export { chunkMachine } from './machines/chunk.js'
 export type { ChunkCommand, ChunkContext, ChunkEvent, ChunkInput, ChunkStateName, HeldBio } from './machines/chunk.js'
+// Its two executors behind one seam: the table compiled from the machine, and XState actors
+export { compiledRuntime } from './machines/compiled-runtime.js'
+export { xstateRuntime } from './machines/chunk-run.js'
+export type { ChunkInspector, ChunkRun, ChunkRuntime } from './machines/chunk-run.js'
 
 // Devices
 export type { BlockDevice, DeviceSupports } from './io/block-device.js'

@@ -3,12 +3,11 @@
 // events on one RxJS Subject (architecture rule 1). Reactions are synchronous, so the order of
 // device completions alone decides every interleaving.
 import { Subject } from 'rxjs'
-import type { InspectionEvent, Observer } from 'xstate'
 import type { BlockDevice } from '../io/block-device.js'
 import type { ByteOffset, OldChunk } from '../io/units.js'
 import { asByteOffset } from '../io/units.js'
 import type { ChunkCommand, ChunkEvent } from '../machines/chunk.js'
-import type { ChunkRuntime } from '../machines/chunk-run.js'
+import type { ChunkInspector, ChunkRuntime } from '../machines/chunk-run.js'
 import { xstateRuntime } from '../machines/chunk-run.js'
 import { compiledRuntime } from '../machines/compiled-runtime.js'
 import { Admission } from './admission.js'
@@ -38,7 +37,7 @@ export interface EngineFaults {
 }
 
 /** XState's `inspect` option: an observer of inspection events, or a function. */
-export type InspectionObserver = Observer<InspectionEvent> | ((event: InspectionEvent) => void)
+export type InspectionObserver = ChunkInspector
 
 export interface EngineOptions {
   /** XState's inspect observer, given to every chunk actor (or those `inspectChunks` picks). */

@@ -8,7 +8,7 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import type { BenchContext } from './context.js'
 import { FULL, QUICK } from './context.js'
-import { probeExecutors } from './executor.js'
+import { chooseExecutors } from './executor.js'
 import { Devices } from './harness.js'
 import { machineFacts } from './machine.js'
 import { Collector } from './rows.js'
@@ -52,7 +52,7 @@ if (unknown.length > 0) throw new RangeError(`--only: unknown families ${unknown
 const started = performance.now()
 const tmpfsRoot = args.tmpfs ?? (existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir())
 const dir = await mkdtemp(path.join(tmpfsRoot, 'snapcow-bench-'))
-const probe = await probeExecutors(args.executor?.split(','))
+const probe = chooseExecutors(args.executor?.split(','))
 const devices = new Devices(dir)
 const rows = new Collector()
 const sizes = quick ? QUICK : FULL

@@ -154,14 +154,19 @@ class CompiledChunkRun implements ChunkRun {
 export const chunkTable: ChunkTable = (checkContextLayout(), compileMachine(chunkMachine))
 
 /**
- * Runs each chunk from the compiled table: well under a microsecond a lifecycle.
- * `table` is for tests (a table compiled with a fault); each runtime has its own slot pool.
+ * Runs each chunk from the compiled table: well under a microsecond a lifecycle. Each runtime
+ * has its own slot pool.
  * @example
  * const newRun = compiledRuntime()
  * const run = newRun({ snapshotId: 's1', oldChunk: asOldChunk(5) })
  * run.send({ type: 'origin-write', newChunk: asNewChunk(2) }, out)
  */
-export function compiledRuntime(table: ChunkTable = chunkTable): ChunkRuntime {
+export function compiledRuntime(): ChunkRuntime {
+  return compiledRuntimeOf(chunkTable)
+}
+
+/** @internal For tests: a runtime over another table (one compiled with a deliberate fault). */
+export function compiledRuntimeOf(table: ChunkTable): ChunkRuntime {
   const machine = new CompiledChunkMachine(table)
   return (input) => new CompiledChunkRun(machine, input.snapshotId, input.oldChunk)
 }

@@ -2,11 +2,9 @@
 // I/O: start a chunk machine, send origin-write (with a COW chunk), copy-done ok, commit-done
 // ok with 0 readers, check it reached Completed, stop it. µs per lifecycle.
 // XState: createActor(chunkMachine). Compiled: machines/compiled-runtime.ts's compiledRuntime()
-// (the ChunkRun seam), picked up only if that file exists; otherwise the row says so.
-import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+// (the ChunkRun seam the engine uses).
 import { createActor } from 'xstate'
-import { asNewChunk, asOldChunk, chunkMachine } from '../../index.js'
+import { asNewChunk, asOldChunk, chunkMachine, compiledRuntime } from '../../index.js'
 import type { ChunkCommand, ChunkEvent, ChunkInput } from '../../index.js'
 import type { BenchContext } from '../context.js'
 import { rowKey, W } from '../targets.js'
@@ -35,23 +33,9 @@ function xstateLifecycle(): Lifecycle {
   }
 }
 
-/** The seam compiled-runtime.ts offers (see machines/chunk-run.ts once merged). */
-interface ChunkRunLike {
-  readonly state: string
-  send(event: ChunkEvent, out: ChunkCommand[]): void
-  stop(): void
-}
-
-const COMPILED = new URL('../../machines/compiled-runtime.ts', import.meta.url)
-
-/** The compiled runtime's lifecycle, or why there is none. */
-async function compiledLifecycle(): Promise<Lifecycle | string> {
-  if (!existsSync(fileURLToPath(COMPILED))) return 'not available yet: machines/compiled-runtime.ts does not exist'
-  const module = await import(COMPILED.href.replace(/\.ts$/, '.js')) as { compiledRuntime?: unknown }
-  if (typeof module.compiledRuntime !== 'function') {
-    return 'machines/compiled-runtime.ts has no compiledRuntime() export: adapt bench/workloads/chunk-lifecycle.ts'
-  }
-  const newRun = (module.compiledRuntime as () => (input: ChunkInput) => ChunkRunLike)()
+/** The compiled runtime's lifecycle, through the same seam the engine uses. */
+function compiledLifecycle(): Lifecycle {
+  const newRun = compiledRuntime()
   const out: ChunkCommand[] = []
   return (i) => {
     out.length = 0
@@ -76,16 +60,12 @@ function time(lifecycle: Lifecycle, count: number): number {
 }
 
 export async function chunkLifecycleWorkloads(ctx: BenchContext): Promise<void> {
-  const runtimes: Array<[string, Lifecycle | string, number]> = [
-    ['compiled', await compiledLifecycle(), ctx.sizes.lifecyclesCompiled],
+  const runtimes: Array<[string, Lifecycle, number]> = [
+    ['compiled', compiledLifecycle(), ctx.sizes.lifecyclesCompiled],
     ['xstate', xstateLifecycle(), ctx.sizes.lifecyclesXState],
   ]
   for (const [name, lifecycle, count] of runtimes) {
     const key = rowKey('lifecycle', W.lifecycle, { executor: name, unit: 'µs' })
-    if (typeof lifecycle === 'string') {
-      ctx.rows.unavailable(key, lifecycle)
-      continue
-    }
     ctx.log(`chunk lifecycle: ${name}, ${count} lifecycles × ${ctx.reps}`)
     time(lifecycle, Math.max(1, Math.floor(count / 5))) // warm up the JIT
     for (let rep = 0; rep < ctx.reps; rep++) ctx.rows.add(key, time(lifecycle, count))

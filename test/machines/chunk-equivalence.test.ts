@@ -14,7 +14,7 @@ import type { ChunkRuntime } from '../../machines/chunk-run.js'
 import { xstateRuntime } from '../../machines/chunk-run.js'
 import type { CompileFaults } from '../../machines/compile-machine.js'
 import { compileMachine } from '../../machines/compile-machine.js'
-import { chunkTable, compiledRuntime } from '../../machines/compiled-runtime.js'
+import { chunkTable, compiledRuntime, compiledRuntimeOf } from '../../machines/compiled-runtime.js'
 
 const input = { snapshotId: 'eq', oldChunk: asOldChunk(6) }
 const bio = { id: 1 }
@@ -155,7 +155,7 @@ describe('compiled runtime against XState', () => {
     for (const leaf of chunkTable.paths.map((p) => p.join('.'))) expect(reached.get(leaf) ?? 0, leaf).toBeGreaterThan(500)
   })
 
-  const broken = (faults: CompileFaults) => compiledRuntime(compileMachine(chunkMachine, faults))
+  const broken = (faults: CompileFaults) => compiledRuntimeOf(compileMachine(chunkMachine, faults))
   test.each([
     ['guard noReaders always true', { replace: { guards: { noReaders: () => true } } }],
     ['guard committed ignores copyOk', { replace: { guards: { committed: (_c: never, e: ChunkEvent) => e.type === 'commit-done' && e.ok } } }],
