@@ -58,7 +58,7 @@ export function registerCreate(program: Command): void {
       let created = false
       try {
         if (cowExists) {
-          cow = await on(cowPath, () => FileDevice.open(cowPath))
+          cow = await openWritable(cowPath)
         } else {
           cow = await on(cowPath, () => FileDevice.open(cowPath, { create: true, size: size! }))
           created = true

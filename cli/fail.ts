@@ -20,6 +20,10 @@ export function about(file: string, error: unknown): CliError {
   if (code === 'ENOENT') return new CliError(file, 'no such file', 1, { cause: error })
   if (code === 'EACCES' || code === 'EPERM') return new CliError(file, 'permission denied', 1, { cause: error })
   if (code === 'EISDIR') return new CliError(file, 'is a directory, not an image file', 1, { cause: error })
+  if (error instanceof SnapcowError && error.code === 'SNAPCOW_NO_STORE') {
+    return new CliError(file, 'holds no snapshot store (its first 4 bytes are zero): make one with snapcow create', 1, { cause: error })
+  }
+  if (error instanceof SnapcowError && error.code === 'SNAPCOW_BUSY') return new CliError(file, `in use by another program: ${error.message}`, 1, { cause: error })
   if (error instanceof SnapcowError) return new CliError(file, error.message, 1, { cause: error })
   return new CliError(file, error instanceof Error ? error.message : String(error), 1, { cause: error })
 }

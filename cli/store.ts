@@ -2,15 +2,27 @@
 // reading a store, and the dmsetup status and table lines computed from what is on disk.
 import { FileDevice, readCowStore, SECTOR_BYTES } from '../index.js'
 import type { CowStoreInfo } from '../index.js'
-import { on } from './fail.js'
+import fs from 'node:fs/promises'
+import { CliError, on } from './fail.js'
+
+/** Says plainly what is wrong with a path before the library is asked to open it. */
+async function checkImage(path: string): Promise<void> {
+  const stat = await on(path, () => fs.stat(path))
+  if (stat.isDirectory()) throw new CliError(path, 'is a directory, not an image file')
+  if (stat.isFile() && stat.size % SECTOR_BYTES !== 0) {
+    throw new CliError(path, `is ${stat.size} bytes, not a multiple of 512: an image holds whole 512-byte sectors`)
+  }
+}
 
 /** Opens an existing image read-only (no lock: works beside a running writer). */
-export function openReadOnly(path: string): Promise<FileDevice> {
+export async function openReadOnly(path: string): Promise<FileDevice> {
+  await checkImage(path)
   return on(path, () => FileDevice.open(path, { readOnly: true }))
 }
 
 /** Opens an existing image for writing (takes the writer's lock). */
-export function openWritable(path: string): Promise<FileDevice> {
+export async function openWritable(path: string): Promise<FileDevice> {
+  await checkImage(path)
   return on(path, () => FileDevice.open(path))
 }
 
