@@ -183,6 +183,19 @@ describe('kernel vectors', () => {
   }
 })
 
+describe('status of several COWs', () => {
+  it('--json gives one row per COW, each with the line the kernel printed', () => {
+    const vectors = kernelVectors().filter((v) => v.name === 'cs8-basic' || v.name === 'cs8-merged')
+    expect(vectors).toHaveLength(2) // both have a 16 MiB origin
+    for (const v of vectors) fs.writeFileSync(file(`multi-${v.name}.cow`), v.cow())
+    fs.writeFileSync(file('multi.img'), Buffer.alloc(16 << 20))
+    const run = snapcow('status', '--json', 'multi.img', ...vectors.map((v) => `multi-${v.name}.cow`))
+    expect(run.code).toBe(0)
+    const rows = JSON.parse(run.out) as Array<{ cow: string; state: string; line: string }>
+    expect(rows.map((r) => [r.cow, r.state, r.line])).toEqual(vectors.map((v) => [`multi-${v.name}.cow`, 'active', v.manifest.load.status]))
+  })
+})
+
 describe('writing commands', () => {
   it('export writes the snapshot content, diff finds the ranges two snapshots disagree on, merge makes the origin read it', async () => {
     const snapshotBefore = fs.readFileSync(file('base.img'))
