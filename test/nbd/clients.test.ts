@@ -45,7 +45,7 @@ const setups: Array<[string, () => Promise<Setup>]> = [
   }],
   ['snapcow origin + snapshot', async () => {
     const origin = await openOrigin(MemoryDevice.from(pattern(SIZE, 1)))
-    const snapshot = await origin.createSnapshot(new MemoryDevice(SIZE + (1 << 20)), { chunkSize: 4096, name: 'snap' })
+    const snapshot = await origin.createSnapshot(new MemoryDevice(SIZE + (1 << 20)), { chunkSize: 4096 })
     return { exports: { origin, snap: { device: snapshot, readOnly: true } }, origin, snapshot }
   }],
 ]
