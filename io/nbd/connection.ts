@@ -19,6 +19,8 @@ import {
 
 /** Requests in flight before the connection stops reading (resumes below half). */
 const MAX_IN_FLIGHT = 64
+/** How long a hang-up waits for queued replies to drain before it drops the socket. */
+const LINGER_MS = 2000
 /** WRITE_ZEROES goes to the device in pieces of at most this many bytes. */
 const ZERO_PIECE_BYTES = 1024 * 1024
 
@@ -47,6 +49,7 @@ export class NbdConnection {
     socket.on('error', () => {}) // a reset client is a normal end; 'close' follows
     socket.on('close', () => this.#onClose())
     socket.on('data', (chunk: Buffer) => {
+      if (this.#phase === 'closing' || this.#phase === 'closed') return // nothing more will be parsed
       this.#queue.push(chunk)
       this.#pump()
     })
@@ -59,7 +62,7 @@ export class NbdConnection {
     if (this.#phase !== 'closed') {
       this.#phase = 'closing'
       await this.#whenIdle()
-      this.#socket.destroy()
+      this.#endSocket()
     }
     await this.closed
   }
@@ -73,7 +76,7 @@ export class NbdConnection {
       return
     }
     if (result.kind === 'end' || this.#phase !== 'handshake') {
-      this.#socket.destroy()
+      this.#endSocket() // after ABORT's ACK has gone out
       return
     }
     this.#export = result.export
@@ -122,7 +125,7 @@ export class NbdConnection {
     if (request.type === NBD_CMD_DISC) {
       // Finish what is in flight, then close (spec: DISC has no reply).
       this.#phase = 'closing'
-      void this.#whenIdle().then(() => this.#socket.end())
+      void this.#whenIdle().then(() => this.#endSocket())
       return
     }
     const refused = checkRequest(request, { size: exp.device.size, readOnly: exp.readOnly })
@@ -193,7 +196,16 @@ export class NbdConnection {
   /** A stream the server cannot follow: stop reading now, drop the client once in-flight work settles. */
   #hangUp(): void {
     this.#phase = 'closing'
-    void this.#whenIdle().then(() => this.#socket.destroy())
+    void this.#whenIdle().then(() => this.#endSocket())
+  }
+
+  /** Sends what is queued, then closes; a client that will not take it is dropped after LINGER_MS. */
+  #endSocket(): void {
+    if (this.#socket.destroyed) return
+    this.#socket.pause() // nothing more is read from a connection that is ending
+    this.#socket.end(() => this.#socket.destroy())
+    const linger = setTimeout(() => this.#socket.destroy(), LINGER_MS).unref()
+    this.#socket.once('close', () => clearTimeout(linger))
   }
 
   #onClose(): void {

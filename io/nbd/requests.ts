@@ -45,11 +45,6 @@ export class RequestParser {
     this.#queue = queue
   }
 
-  /** True while a request has begun arriving but is incomplete (a disconnect now is mid-request). */
-  get midRequest(): boolean {
-    return this.#header !== undefined || this.#queue.length > 0
-  }
-
   next(): ParseResult {
     if (this.#header === undefined) {
       const bytes = this.#queue.take(REQUEST_HEADER_BYTES)

@@ -15,6 +15,11 @@ import { pattern, startServer } from './raw-client.js'
 const SIZE = 4 << 20
 const installed = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0
 const missing = (...bins: string[]) => bins.filter((b) => !installed(b))
+const absentClients = missing('nbdinfo', 'nbdcopy', 'qemu-io', 'qemu-img')
+if (absentClients.length > 0) {
+  console.warn(`test/nbd/clients.test.ts: skipping the tests that need ${absentClients.join(', ')} (not installed; apt-get install libnbd-bin qemu-utils)`)
+}
+
 /** A test that runs only when every binary is installed; its name says which are missing. */
 function clientTest(bins: string[], name: string, body: () => Promise<void>): void {
   const absent = missing(...bins)
