@@ -65,6 +65,28 @@ test('requests are all in flight at once and each is answered when it completes,
   c.destroy()
 })
 
+test('past 64 requests in flight the connection stops reading, and reads on as they complete', async () => {
+  const dev = new ControlledDevice(new MemoryDevice(1 << 20))
+  const { socket } = await serve({ disk: dev })
+  const c = await RawClient.connect(socket)
+  await c.open('disk')
+  for (let i = 0; i < 200; i++) c.request(P.NBD_CMD_WRITE, i, (i % 256) * 4096, 4096, 0, Buffer.alloc(4096, i))
+  for (let i = 0; i < 20; i++) await settle()
+  expect(dev.parked.length).toBe(64)
+  const handles = new Set<number>()
+  const reading = (async () => { while (handles.size < 200) handles.add((await c.simpleReply())!.handle) })()
+  let most = 0
+  for (let round = 0; handles.size < 200 && round < 1000; round++) {
+    most = Math.max(most, dev.parked.length)
+    dev.releaseAll()
+    await settle()
+  }
+  await reading
+  expect(most).toBe(64)
+  expect([...handles].sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i))
+  c.destroy()
+})
+
 test('a failing device answers NBD_EIO (simple and structured) and the connection goes on', async () => {
   const dev = new MemoryDevice(1 << 20)
   const failing = failingDevice(dev, (op, offset) => (offset === 8192 || op === 'flush' ? { error: new Error('disk on fire') } : undefined))
