@@ -11,7 +11,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const dist = path.join(root, 'dist')
 
 test('dist/ is built (npm test runs tsup before vitest)', () => {
-  for (const file of ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts', 'test-suite.js', 'test-suite.cjs', 'test-suite.d.ts']) {
+  for (const file of ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts', 'test-suite.js', 'test-suite.cjs', 'test-suite.d.ts', 'nbd.js', 'nbd.cjs', 'nbd.d.ts']) {
     expect(existsSync(path.join(dist, file)), `dist/${file}`).toBe(true)
   }
 })
@@ -25,6 +25,10 @@ test('ESM and CommonJS builds export what index.ts exports', () => {
   expect(cjs).toEqual(names)
   const suite = load(`import { createRequire } from 'node:module'; const m = createRequire(import.meta.url)('snapcow/test-suite'); console.log(JSON.stringify(Object.keys(m)))`)
   expect(suite).toContain('blockDeviceSuite')
+  const nbd = load(`import { createRequire } from 'node:module'; const m = createRequire(import.meta.url)('snapcow/nbd'); console.log(JSON.stringify(Object.keys(m)))`)
+  expect(nbd).toEqual(['serveNbd'])
+  const nbdEsm = load(`const m = await import('snapcow/nbd'); console.log(JSON.stringify(Object.keys(m)))`)
+  expect(nbdEsm).toEqual(['serveNbd'])
 })
 
 test('the CommonJS build reads a store like the source does', () => {

@@ -72,7 +72,7 @@ const withoutComments = (text: string) => text.replace(/\/\*[\s\S]*?\*\//g, '').
 
 test('the tarball holds the build (made by prepack), the docs and the licence', () => {
   const dist = readdirSync(path.join(unpacked, 'dist'))
-  for (const file of ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts', 'test-suite.js', 'test-suite.cjs', 'test-suite.d.ts', 'test-suite.d.cts']) {
+  for (const file of ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts', 'test-suite.js', 'test-suite.cjs', 'test-suite.d.ts', 'test-suite.d.cts', 'nbd.js', 'nbd.cjs', 'nbd.d.ts', 'nbd.d.cts']) {
     expect(dist, file).toContain(file)
   }
   expect(readdirSync(path.join(unpacked, 'docs')).sort()).toEqual(expect.arrayContaining(['cow-format.md', 'errors.md', 'events.md']))

@@ -1,0 +1,217 @@
+// io/nbd/connection.ts: one client, from greeting to disconnect. Every request is started as
+// soon as it is parsed and answered when it completes, so many are in flight at once; a
+// malformed stream ends only this connection, and nothing is written to a destroyed socket.
+
+import type { Socket } from 'node:net'
+import { ByteQueue } from './byte-queue.js'
+import { negotiate, type NbdExport } from './handshake.js'
+import { doneReply, errorReply, readReply } from './replies.js'
+import { checkRequest, RequestParser, type NbdRequest } from './requests.js'
+import {
+  NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLUSH,
+  NBD_CMD_READ,
+  NBD_CMD_WRITE,
+  NBD_CMD_WRITE_ZEROES,
+  NBD_EIO,
+} from './protocol.js'
+
+/** Requests in flight before the connection stops reading (resumes below half). */
+const MAX_IN_FLIGHT = 64
+/** How long a hang-up waits for queued replies to drain before it drops the socket. */
+const LINGER_MS = 2000
+/** WRITE_ZEROES goes to the device in pieces of at most this many bytes. */
+const ZERO_PIECE_BYTES = 1024 * 1024
+
+class ClientGone extends Error {}
+
+/** A live client connection; `close()` stops reading, lets requests in flight finish, then hangs up. */
+export class NbdConnection {
+  readonly #socket: Socket
+  readonly #exports: ReadonlyMap<string, NbdExport>
+  readonly #queue = new ByteQueue()
+  readonly #parser = new RequestParser(this.#queue)
+  #phase: 'handshake' | 'transmission' | 'closing' | 'closed' = 'handshake'
+  #waiting: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined
+  #export: NbdExport | undefined
+  #structured = false
+  #inFlight = 0
+  #paused = false
+  #idle: Array<() => void> = []
+  /** Resolves once the socket has closed. */
+  readonly closed: Promise<void>
+
+  constructor(socket: Socket, exports: ReadonlyMap<string, NbdExport>) {
+    this.#socket = socket
+    this.#exports = exports
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()))
+    socket.on('error', () => {}) // a reset client is a normal end; 'close' follows
+    socket.on('close', () => this.#onClose())
+    socket.on('data', (chunk: Buffer) => {
+      if (this.#phase === 'closing' || this.#phase === 'closed') return // nothing more will be parsed
+      this.#queue.push(chunk)
+      this.#pump()
+    })
+    socket.on('drain', () => this.#maybeResume())
+    void this.#handshake()
+  }
+
+  /** Stops taking requests, waits for those in flight, then closes the socket. */
+  async close(): Promise<void> {
+    if (this.#phase !== 'closed') {
+      this.#phase = 'closing'
+      await this.#whenIdle()
+      this.#endSocket()
+    }
+    await this.closed
+  }
+
+  async #handshake(): Promise<void> {
+    let result
+    try {
+      result = await negotiate({ read: (n) => this.#read(n), write: (bytes) => this.#write(bytes) }, this.#exports)
+    } catch {
+      this.#socket.destroy() // the client went away mid-handshake
+      return
+    }
+    if (result.kind === 'end' || this.#phase !== 'handshake') {
+      this.#endSocket() // after ABORT's ACK has gone out
+      return
+    }
+    this.#export = result.export
+    this.#structured = result.structured
+    this.#phase = 'transmission'
+    this.#pump()
+  }
+
+  #read(n: number): Promise<Buffer> {
+    const bytes = this.#queue.take(n)
+    if (bytes !== undefined) return Promise.resolve(bytes)
+    if (this.#phase !== 'handshake') return Promise.reject(new ClientGone())
+    return new Promise((resolve, reject) => {
+      this.#waiting = { n, resolve, reject }
+    })
+  }
+
+  #write(bytes: Uint8Array): void {
+    if (this.#socket.destroyed || !this.#socket.writable) return
+    if (!this.#socket.write(bytes)) this.#pause()
+  }
+
+  #pump(): void {
+    if (this.#phase === 'handshake') {
+      const waiting = this.#waiting
+      if (waiting === undefined) return
+      const bytes = this.#queue.take(waiting.n)
+      if (bytes === undefined) return
+      this.#waiting = undefined
+      waiting.resolve(bytes)
+      return
+    }
+    while (this.#phase === 'transmission' && !this.#paused) {
+      const parsed = this.#parser.next()
+      if (parsed === undefined) return
+      if (parsed.kind === 'fatal') {
+        this.#hangUp()
+        return
+      }
+      this.#dispatch(parsed.request)
+    }
+  }
+
+  #dispatch(request: NbdRequest): void {
+    const exp = this.#export!
+    if (request.type === NBD_CMD_DISC) {
+      // Finish what is in flight, then close (spec: DISC has no reply).
+      this.#phase = 'closing'
+      void this.#whenIdle().then(() => this.#endSocket())
+      return
+    }
+    const refused = checkRequest(request, { size: exp.device.size, readOnly: exp.readOnly })
+    if (refused !== undefined) {
+      this.#write(errorReply(request.handle, refused.error, this.#structured, refused.message))
+      return
+    }
+    this.#inFlight++
+    if (this.#inFlight >= MAX_IN_FLIGHT) this.#pause()
+    this.#perform(request, exp).then(
+      (reply) => this.#write(reply),
+      (cause: unknown) => this.#write(errorReply(request.handle, NBD_EIO, this.#structured, cause instanceof Error ? cause.message : String(cause))),
+    ).finally(() => {
+      this.#inFlight--
+      this.#maybeResume()
+      if (this.#inFlight === 0) for (const wake of this.#idle.splice(0)) wake()
+    })
+  }
+
+  /** Carries out a checked request against the device; resolves with the success reply. */
+  async #perform(request: NbdRequest, exp: NbdExport): Promise<Buffer> {
+    const { device } = exp
+    const { type, handle, offset, length } = request
+    switch (type) {
+      case NBD_CMD_READ: {
+        const { reply, data } = readReply(handle, offset, length, this.#structured)
+        await device.read(offset, data)
+        return reply
+      }
+      case NBD_CMD_WRITE:
+        await device.write(offset, request.payload!)
+        if (request.flags & NBD_CMD_FLAG_FUA) await device.flush()
+        break
+      case NBD_CMD_WRITE_ZEROES: {
+        const zeros = new Uint8Array(Math.min(length, ZERO_PIECE_BYTES))
+        for (let done = 0; done < length; done += zeros.length) {
+          await device.write(offset + done, zeros.subarray(0, Math.min(zeros.length, length - done)))
+        }
+        if (request.flags & NBD_CMD_FLAG_FUA) await device.flush()
+        break
+      }
+      case NBD_CMD_FLUSH:
+        await device.flush()
+        break
+      default: // NBD_CMD_CACHE: the range was checked; there is no cache to fill
+    }
+    return doneReply(handle, this.#structured)
+  }
+
+  #pause(): void {
+    if (this.#paused) return
+    this.#paused = true
+    this.#socket.pause()
+  }
+
+  #maybeResume(): void {
+    if (!this.#paused || this.#inFlight > MAX_IN_FLIGHT / 2 || this.#socket.writableNeedDrain) return
+    this.#paused = false
+    this.#socket.resume()
+    this.#pump()
+  }
+
+  #whenIdle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.push(resolve))
+  }
+
+  /** A stream the server cannot follow: stop reading now, drop the client once in-flight work settles. */
+  #hangUp(): void {
+    this.#phase = 'closing'
+    void this.#whenIdle().then(() => this.#endSocket())
+  }
+
+  /** Sends what is queued, then closes; a client that will not take it is dropped after LINGER_MS. */
+  #endSocket(): void {
+    if (this.#socket.destroyed) return
+    this.#socket.pause() // nothing more is read from a connection that is ending
+    this.#socket.end(() => this.#socket.destroy())
+    const linger = setTimeout(() => this.#socket.destroy(), LINGER_MS).unref()
+    this.#socket.once('close', () => clearTimeout(linger))
+  }
+
+  #onClose(): void {
+    this.#phase = 'closed'
+    const waiting = this.#waiting
+    this.#waiting = undefined
+    waiting?.reject(new ClientGone())
+  }
+}

@@ -1,0 +1,89 @@
+// io/nbd/replies.ts: the bytes the server sends: option replies during the handshake, then
+// simple replies, or structured replies (NONE, OFFSET_DATA, ERROR) once NBD_OPT_STRUCTURED_REPLY
+// was agreed (spec "Transmission phase"). Pure builders; nothing here touches a socket.
+
+import {
+  NBD_REP_MAGIC,
+  NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_ERROR,
+  NBD_REPLY_TYPE_NONE,
+  NBD_REPLY_TYPE_OFFSET_DATA,
+  NBD_SIMPLE_REPLY_MAGIC,
+  NBD_STRUCTURED_REPLY_MAGIC,
+  SIMPLE_REPLY_BYTES,
+  STRUCTURED_REPLY_HEADER_BYTES,
+} from './protocol.js'
+
+/** An option reply: magic, option, reply type, length, data. */
+export function optionReply(option: number, type: number, data: Uint8Array = new Uint8Array(0)): Buffer {
+  const out = Buffer.allocUnsafe(20 + data.length)
+  out.writeBigUInt64BE(NBD_REP_MAGIC, 0)
+  out.writeUInt32BE(option, 8)
+  out.writeUInt32BE(type >>> 0, 12)
+  out.writeUInt32BE(data.length, 16)
+  out.set(data, 20)
+  return out
+}
+
+/** A simple reply with no data (`error` 0 for success). */
+export function simpleReply(handle: bigint, error: number): Buffer {
+  const out = Buffer.allocUnsafe(SIMPLE_REPLY_BYTES)
+  out.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, 0)
+  out.writeUInt32BE(error, 4)
+  out.writeBigUInt64BE(handle, 8)
+  return out
+}
+
+function structuredHeader(out: Buffer, flags: number, type: number, handle: bigint, length: number): void {
+  out.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, 0)
+  out.writeUInt16BE(flags, 4)
+  out.writeUInt16BE(type, 6)
+  out.writeBigUInt64BE(handle, 8)
+  out.writeUInt32BE(length, 16)
+}
+
+/** The final structured chunk of a successful request that carries no data. */
+export function structuredNone(handle: bigint): Buffer {
+  const out = Buffer.allocUnsafe(STRUCTURED_REPLY_HEADER_BYTES)
+  structuredHeader(out, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, handle, 0)
+  return out
+}
+
+/** The final structured chunk of a failed request: error value and a short message. */
+export function structuredError(handle: bigint, error: number, message: string): Buffer {
+  const text = Buffer.from(message.slice(0, 200), 'utf8')
+  const out = Buffer.allocUnsafe(STRUCTURED_REPLY_HEADER_BYTES + 6 + text.length)
+  structuredHeader(out, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, handle, 6 + text.length)
+  out.writeUInt32BE(error, 20)
+  out.writeUInt16BE(text.length, 24)
+  out.set(text, 26)
+  return out
+}
+
+/** The reply to a request that failed with `error`, in the form the connection agreed on. */
+export function errorReply(handle: bigint, error: number, structured: boolean, message: string): Buffer {
+  return structured ? structuredError(handle, error, message) : simpleReply(handle, error)
+}
+
+/** The reply to a successful request without data. */
+export function doneReply(handle: bigint, structured: boolean): Buffer {
+  return structured ? structuredNone(handle) : simpleReply(handle, 0)
+}
+
+/**
+ * A whole successful READ reply with its header written and room for the data: the device
+ * reads straight into `data`, and `reply` goes to the socket in one write (no copy).
+ * Zero-filled, so a device that fails to fill it can never leak old memory.
+ */
+export function readReply(handle: bigint, offset: number, length: number, structured: boolean): { reply: Buffer; data: Buffer } {
+  if (!structured) {
+    const reply = Buffer.alloc(SIMPLE_REPLY_BYTES + length)
+    reply.set(simpleReply(handle, 0), 0)
+    return { reply, data: reply.subarray(SIMPLE_REPLY_BYTES) }
+  }
+  const start = STRUCTURED_REPLY_HEADER_BYTES + 8
+  const reply = Buffer.alloc(start + length)
+  structuredHeader(reply, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + length)
+  reply.writeBigUInt64BE(BigInt(offset), STRUCTURED_REPLY_HEADER_BYTES)
+  return { reply, data: reply.subarray(start) }
+}

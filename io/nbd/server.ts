@@ -1,0 +1,110 @@
+// io/nbd/server.ts: serveNbd, the `snapcow/nbd` entry: a net.Server on a unix socket (mode
+// 0600) or on TCP (127.0.0.1 unless told otherwise) serving any BlockDevice by export name.
+// Connections are independent; see connection.ts for one client's life.
+
+import { chmod } from 'node:fs/promises'
+import net from 'node:net'
+import type { BlockDevice } from '../block-device.js'
+import { NbdConnection } from './connection.js'
+import type { NbdExport } from './handshake.js'
+import { MAX_NAME_BYTES, MIN_BLOCK_BYTES } from './protocol.js'
+
+/** What `serveNbd` serves and where. Give `socket`, or `port` (and optionally `host`). */
+export interface ServeNbdOptions {
+  /** Export name → device, or device with `readOnly` (default false: writable). */
+  readonly exports: Readonly<Record<string, BlockDevice | { readonly device: BlockDevice; readonly readOnly?: boolean }>>
+  /** Unix socket path; created with mode 0600. It must not exist yet. */
+  readonly socket?: string
+  /** TCP port (0 picks a free one; see `address`). */
+  readonly port?: number
+  /** TCP address to bind; default 127.0.0.1. */
+  readonly host?: string
+}
+
+/** A running server. */
+export interface NbdServer {
+  /** The socket path, or `host:port` for TCP (with the real port when 0 was asked). */
+  readonly address: string
+  /** Stops accepting, lets each client's requests in flight finish, then closes every connection. Devices stay open. */
+  close(): Promise<void>
+}
+
+function isDevice(value: unknown): value is BlockDevice {
+  const d = value as BlockDevice | null
+  return typeof d === 'object' && d !== null && typeof d.read === 'function' && typeof d.write === 'function' && typeof d.flush === 'function' && typeof d.size === 'number'
+}
+
+function exportTable(exports: ServeNbdOptions['exports']): Map<string, NbdExport> {
+  if (typeof exports !== 'object' || exports === null) throw new TypeError(`serveNbd exports must be an object of name → device, not ${String(exports)}`)
+  const table = new Map<string, NbdExport>()
+  for (const [name, entry] of Object.entries(exports)) {
+    if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) throw new RangeError(`serveNbd export name ${JSON.stringify(name.slice(0, 40))}… is longer than ${MAX_NAME_BYTES} bytes`)
+    const device = isDevice(entry) ? entry : (entry as { device?: unknown }).device
+    if (!isDevice(device)) throw new TypeError(`serveNbd export ${JSON.stringify(name)} is not a BlockDevice (or { device, readOnly })`)
+    if (!Number.isSafeInteger(device.size) || device.size < 0 || device.size % MIN_BLOCK_BYTES !== 0) {
+      throw new RangeError(`serveNbd export ${JSON.stringify(name)} has size ${device.size}, not a multiple of ${MIN_BLOCK_BYTES}`)
+    }
+    const readOnly = isDevice(entry) ? false : (entry as { readOnly?: unknown }).readOnly ?? false
+    if (typeof readOnly !== 'boolean') throw new TypeError(`serveNbd export ${JSON.stringify(name)} readOnly must be a boolean, not ${String(readOnly)}`)
+    table.set(name, { name, device, readOnly })
+  }
+  if (table.size === 0) throw new RangeError('serveNbd exports is empty: give at least one export')
+  return table
+}
+
+/**
+ * Serves every export over NBD (fixed newstyle; see docs/nbd.md for what is supported).
+ * @example
+ * const server = await serveNbd({ exports: { origin }, socket: '/tmp/snapcow.sock' })
+ * // nbdinfo 'nbd+unix:///origin?socket=/tmp/snapcow.sock'
+ * await server.close()
+ */
+export async function serveNbd(options: ServeNbdOptions): Promise<NbdServer> {
+  const table = exportTable(options?.exports)
+  const { socket, port, host = '127.0.0.1' } = options
+  if ((socket === undefined) === (port === undefined)) throw new TypeError('serveNbd needs exactly one of socket (a path) or port')
+  if (socket !== undefined && (typeof socket !== 'string' || socket === '')) throw new TypeError(`serveNbd socket must be a path, not ${String(socket)}`)
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new RangeError(`serveNbd port ${port} is not 0-65535`)
+  if (typeof host !== 'string' || host === '') throw new TypeError(`serveNbd host must be an address, not ${String(host)}`)
+
+  const connections = new Set<NbdConnection>()
+  const server = net.createServer((client) => {
+    client.setNoDelay(true)
+    const connection = new NbdConnection(client, table)
+    connections.add(connection)
+    void connection.closed.then(() => connections.delete(connection))
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    const done = () => { server.off('error', reject); resolve() }
+    if (socket !== undefined) server.listen({ path: socket, readableAll: false, writableAll: false }, done)
+    else server.listen({ port, host }, done)
+  })
+  server.on('error', () => {}) // after listening, errors belong to single connections
+
+  const stop = async (): Promise<void> => {
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
+    await Promise.all([...connections].map((c) => c.close()))
+    await stopped
+  }
+
+  let address: string
+  if (socket !== undefined) {
+    try {
+      await chmod(socket, 0o600)
+    } catch (cause) {
+      await stop()
+      throw cause
+    }
+    address = socket
+  } else {
+    const bound = server.address() as net.AddressInfo
+    address = bound.family === 'IPv6' ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`
+  }
+
+  let closing: Promise<void> | undefined
+  return {
+    address,
+    close: () => (closing ??= stop()),
+  }
+}
