@@ -10,6 +10,7 @@ import { CliError } from './fail.js'
 import { registerInfo } from './info.js'
 import { registerMap } from './map.js'
 import { registerMerge } from './merge.js'
+import { registerServe } from './serve.js'
 import { registerStatus } from './status.js'
 
 const program = new Command('snapcow')
@@ -18,7 +19,7 @@ const program = new Command('snapcow')
   .showHelpAfterError('(add --help for usage)')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'snapcow: ')) })
-  .addHelpText('after', '\nExamples:\n  $ snapcow demo\n  $ snapcow create origin.img snap.cow --size 16M\n  $ snapcow status origin.img snap.cow\n  $ snapcow merge origin.img snap.cow')
+  .addHelpText('after', '\nExamples:\n  $ snapcow demo\n  $ snapcow create origin.img snap.cow --size 16M\n  $ snapcow status origin.img snap.cow\n  $ snapcow merge origin.img snap.cow\n  $ snapcow serve origin.img snap.cow --socket /tmp/snapcow.sock')
 registerCreate(program)
 registerStatus(program)
 registerInfo(program)
@@ -27,6 +28,7 @@ registerMap(program)
 registerDiff(program)
 registerExport(program)
 registerMerge(program)
+registerServe(program)
 registerDemo(program)
 for (const command of program.commands) command.exitOverride().showHelpAfterError(`(add --help for usage)`).configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'snapcow: ')) })
 

@@ -260,3 +260,48 @@ describe('writing commands', () => {
     }
   })
 })
+
+describe('snapcow serve', () => {
+  const hasQemuIo = spawnSync('sh', ['-c', 'command -v qemu-io']).status === 0
+  const serveTest = hasQemuIo ? it : it.skip
+
+  serveTest('exports the origin and the snapshot: qemu-io writes the origin, the snapshot still reads the old data; SIGINT stops it', async () => {
+    await storeWithExceptions('served')
+    const socket = file('served.sock')
+    const qemuIo = (name: string, ...commands: string[]) => spawnSync('qemu-io',
+      ['-f', 'raw', ...commands.flatMap((c) => ['-c', c]), `nbd+unix:///${name}?socket=${socket}`], { encoding: 'utf8', timeout: 30_000 })
+    let checked: { write: ReturnType<typeof qemuIo>; snap: ReturnType<typeof qemuIo>; origin: ReturnType<typeof qemuIo> } | undefined
+    const run = await snapcowAsync(['serve', 'served.img', 'served.cow', '--socket', socket], (out, child) => {
+      if (checked !== undefined || !out.includes('serving')) return
+      // chunk 50 (0x11 before) gets new data through the origin export; chunk 0 was copied before
+      const write = qemuIo('origin', `write -P 0x44 ${50 * 4096} 4096`)
+      const snap = qemuIo('served', `read -P 0x11 ${50 * 4096} 4096`, 'read -P 0x11 0 4096')
+      const origin = qemuIo('origin', `read -P 0x44 ${50 * 4096} 4096`, 'read -P 0x22 0 4096')
+      checked = { write, snap, origin }
+      child.kill('SIGINT')
+    })
+    expect(run.code, run.err).toBe(0)
+    expect(run.out).toMatch(/serving origin, served on .*served\.sock/)
+    expect(run.out).toMatch(/stopped/)
+    for (const [what, result] of Object.entries(checked!)) {
+      expect(result.status, `${what}: ${result.stdout}${result.stderr}`).toBe(0)
+      expect(result.stdout, what).not.toMatch(/Pattern verification failed/)
+    }
+    // After the restart the files say the same: the write went to the origin, the old data to the COW.
+    expect(fs.readFileSync(file('served.img')).subarray(50 * 4096, 51 * 4096).every((b) => b === 0x44)).toBe(true)
+    // 11 exceptions before, chunk 50's the 12th: header + area 0 + 12 data chunks = 14 chunks of 8 sectors
+    expect(snapcow('status', 'served.img', 'served.cow').out).toMatch(/ snapshot 112\/2048 16\n/)
+  })
+
+  it('refuses a call with neither --socket nor --port (usage, exit 2)', () => {
+    const run = snapcow('serve', 'missing.img')
+    expect(run.code).toBe(2)
+    expect(run.err).toMatch(/exactly one of --socket PATH or --port N/)
+  })
+
+  it('a missing origin is one line naming the file, exit 1', () => {
+    const run = snapcow('serve', 'nothing.img', '--socket', file('x.sock'))
+    expect(run.code).toBe(1)
+    expect(run.err).toMatch(/^snapcow: nothing\.img: /)
+  })
+})

@@ -1,0 +1,79 @@
+// cli/serve.ts: `snapcow serve`: the origin and each snapshot stored on a COW file, exported
+// over NBD (snapcow/nbd) as `origin` and one export per snapshot, named after its COW file.
+// Runs until SIGINT or SIGTERM, then lets requests in flight finish and closes everything.
+import { basename, extname } from 'node:path'
+import type { Command } from 'commander'
+import { FileDevice, openOrigin } from '../index.js'
+import type { BlockDevice, Origin } from '../index.js'
+import { serveNbd } from '../nbd.js'
+import { on, usage } from './fail.js'
+
+interface ServeOptions { socket?: string; port?: string; bind?: string; readOnly?: boolean }
+
+/** Export names from COW file names (`snap.cow` → `snap`), made unique, never `origin`. */
+export function exportNames(cows: readonly string[]): string[] {
+  const taken = new Set(['origin'])
+  return cows.map((cow) => {
+    const stem = basename(cow, extname(cow)) || 'snapshot'
+    let name = stem
+    for (let n = 2; taken.has(name); n++) name = `${stem}-${n}`
+    taken.add(name)
+    return name
+  })
+}
+
+export function registerServe(program: Command): void {
+  program.command('serve')
+    .description('export ORIGIN and the snapshot on each COW over NBD (exports: origin, and each COW file\'s name without its extension)')
+    .argument('<ORIGIN>', 'the origin image')
+    .argument('[COW...]', 'COW images holding persistent stores (snapcow create)')
+    .option('--socket <path>', 'a unix socket to listen on (created 0600)')
+    .option('--port <n>', 'a TCP port to listen on')
+    .option('--bind <addr>', 'the TCP address to listen on (default 127.0.0.1)')
+    .option('--read-only', 'export every volume read-only')
+    .addHelpText('after', [
+      '', 'Examples:',
+      '  $ snapcow serve origin.img snap.cow --socket /tmp/snapcow.sock',
+      "  $ nbdinfo 'nbd+unix:///snap?socket=/tmp/snapcow.sock'",
+      '  $ snapcow serve origin.img snap.cow --port 10809',
+      '  $ qemu-img convert -f raw nbd://127.0.0.1:10809/snap backup.img',
+    ].join('\n'))
+    .action(async (originPath: string, cows: string[], options: ServeOptions) => {
+      if ((options.socket === undefined) === (options.port === undefined)) throw usage(undefined, 'serve needs exactly one of --socket PATH or --port N')
+      const port = options.port === undefined ? undefined : Number(options.port)
+      if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw usage(undefined, `--port ${options.port} is not a TCP port (0–65535)`)
+      if (options.bind !== undefined && port === undefined) throw usage(undefined, '--bind goes with --port')
+      const readOnly = options.readOnly === true
+      const devices: BlockDevice[] = []
+      let origin: Origin | undefined
+      try {
+        const originDevice = await on(originPath, () => FileDevice.open(originPath, { readOnly }))
+        devices.push(originDevice)
+        origin = await on(originPath, () => openOrigin(originDevice))
+        const exports: Record<string, { device: BlockDevice; readOnly: boolean }> = { origin: { device: origin, readOnly } }
+        const names = exportNames(cows)
+        for (const [i, cow] of cows.entries()) {
+          const cowDevice = await on(cow, () => FileDevice.open(cow, { readOnly }))
+          devices.push(cowDevice)
+          exports[names[i]!] = { device: await on(cow, () => origin!.loadSnapshot(cowDevice)), readOnly }
+        }
+        const where = options.socket !== undefined ? options.socket : `${options.bind ?? '127.0.0.1'}:${port}`
+        const server = await on(where, () => serveNbd({ exports,
+          ...(options.socket !== undefined ? { socket: options.socket } : { port: port!, host: options.bind ?? '127.0.0.1' }) }))
+        if (options.bind !== undefined && options.bind !== '127.0.0.1' && options.bind !== '::1' && options.bind !== 'localhost') {
+          console.log(`warning: listening on ${options.bind}, not only this machine: anyone who can reach it can read${readOnly ? '' : ' and write'} these images`)
+        }
+        console.log(`serving ${Object.keys(exports).join(', ')} on ${server.address}${readOnly ? ' (read-only)' : ''}; Ctrl-C stops`)
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve)
+          process.once('SIGTERM', resolve)
+        })
+        await server.close()
+        for (const volume of [origin, ...origin.snapshots]) await on(originPath, () => volume.flush())
+        console.log('stopped: requests in flight finished, every write flushed')
+      } finally {
+        await origin?.close()
+        for (const device of devices) await device.close()
+      }
+    })
+}
