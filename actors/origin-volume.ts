@@ -52,6 +52,8 @@ export interface LoadSnapshotOptions {
    * given and differs, the load is refused (`SNAPCOW_CHUNK_SIZE_MISMATCH`) rather than ignored.
    */
   chunkSize?: number
+  /** A stable name (NBD export name, status output); default: the snapshot's id, snap-<n>. */
+  name?: string
 }
 
 const direct: Inputs = { request: (_describe, run) => run() }
@@ -131,12 +133,13 @@ export class Origin extends DeviceBase {
     this.#checkOpen()
     this.#checkCow(cow)
     const checked = checkSnapshotOptions(options)
+    this.#checkName(options.name)
     this.#refuseWhileMerging() // before anything is written to the COW
     claimDevice(cow, this, 'cow', 'createSnapshot')
     const index = this.#cows++
     return this.#unclaimOnFailure(cow, this.#inputs.request((bio) => ({ type: 'snapshot', bio, op: 'create', cow: index, cowSize: cow.size,
       chunkSize: checked.chunkSectors * SECTOR_BYTES, persistent: checked.persistent, overflow: checked.overflow }),
-    () => this.#create(this.#takeCow(cow, index), checked)))
+    () => this.#create(this.#takeCow(cow, index), checked))).then((snapshot) => snapshot.named(options.name))
   }
 
   async #create(cow: BlockDevice, checked: ReturnType<typeof checkSnapshotOptions>): Promise<Snapshot> {
@@ -167,11 +170,12 @@ export class Origin extends DeviceBase {
       throw new TypeError(`overflow must be a boolean, got ${String(options.overflow)}`)
     }
     const chunkSectors = options.chunkSize === undefined ? undefined : checkSnapshotOptions({ chunkSize: options.chunkSize }).chunkSectors
+    this.#checkName(options.name)
     claimDevice(cow, this, 'cow', 'loadSnapshot')
     const index = this.#cows++
     return this.#unclaimOnFailure(cow, this.#inputs.request((bio) => ({ type: 'snapshot', bio, op: 'load', cow: index, cowSize: cow.size,
       overflow: options.overflow === true, ...(chunkSectors === undefined ? {} : { chunkSize: chunkSectors * SECTOR_BYTES }) }),
-    () => this.#load(this.#takeCow(cow, index), options.overflow === true, chunkSectors)))
+    () => this.#load(this.#takeCow(cow, index), options.overflow === true, chunkSectors))).then((snapshot) => snapshot.named(options.name))
   }
 
   /** A COW whose snapshot could not be made is free again. */
@@ -275,6 +279,16 @@ export class Origin extends DeviceBase {
       throw new SnapcowError('SNAPCOW_MERGING',
         `snapshot ${merging.id} of this origin is being merged (or its merge has not finished): finish the merge before creating a snapshot`)
     }
+  }
+
+  /** A name must be a non-empty string no other snapshot of this origin uses (NBD exports and status name it). */
+  #checkName(name: unknown): void {
+    if (name === undefined) return
+    if (typeof name !== 'string' || name === '' || name.length > 256) {
+      throw new TypeError(`name must be a non-empty string of at most 256 characters, got ${typeof name === 'string' ? JSON.stringify(name) : String(name)}`)
+    }
+    const taken = this.#snapshots.find((s) => s.name === name)
+    if (taken !== undefined) throw new TypeError(`name ${JSON.stringify(name)} is already the name of snapshot ${taken.id} of this origin`)
   }
 
   #checkOpen(): void {

@@ -13,6 +13,8 @@ export interface CreateSnapshotOptions {
   persistent?: boolean
   /** Persistent only: the kernel's 'PO' store (a full COW on a snapshot write is Overflow, not Invalid). */
   overflow?: boolean
+  /** A stable name (NBD export name, status output); default: the snapshot's id, snap-<n>. */
+  name?: string
 }
 
 export interface CheckedSnapshotOptions {

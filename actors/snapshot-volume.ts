@@ -26,6 +26,7 @@ import { failHeldWrites, runMerge } from './merger.js'
  */
 export class Snapshot extends DeviceBase {
   readonly id: string
+  #name: string
   /** Chunk size in bytes. */
   readonly chunkSize: number
   #dropping: Promise<void> | undefined
@@ -37,7 +38,63 @@ export class Snapshot extends DeviceBase {
     /** @internal */ private readonly onDetached: (snapshot: Snapshot) => void, /** @internal */ private readonly origin: Origin) {
     super(size, { flush: true, persistent: false })
     this.id = core.id
+    this.#name = core.id
     this.chunkSize = core.chunkBytes
+  }
+
+  /** Its stable name (NBD export name, status output): the `name` it was made or loaded with, else its id. */
+  get name(): string {
+    return this.#name
+  }
+
+  /** @internal Gives the snapshot the name its caller asked for (already checked by the origin). */
+  named(name: string | undefined): this {
+    if (name !== undefined) this.#name = name
+    return this
+  }
+
+  /**
+   * The snapshot's content as ordered runs of bytes: read from its COW device (`inCow`), or
+   * through to the origin. Runs cover `[offset, offset + length)` exactly; adjacent runs of the
+   * same kind are joined. One pass over the range's chunks, or over the exceptions when there
+   * are fewer of them.
+   * @example
+   * snapshot.extents() // [{ offset: 0, length: 8192, inCow: true }, { offset: 8192, length: …, inCow: false }]
+   */
+  extents(offset = 0, length = this.size - offset): Array<{ offset: number; length: number; inCow: boolean }> {
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > this.size) throw new RangeError(`extents: offset ${String(offset)} is not inside this ${this.size}-byte snapshot`)
+    if (!Number.isSafeInteger(length) || length < 0 || offset + length > this.size) throw new RangeError(`extents: length ${String(length)} at offset ${offset} runs outside this ${this.size}-byte snapshot`)
+    this.#checkAttached()
+    if (!this.core.valid) throw invalidError(this.core)
+    const end = offset + length
+    if (length === 0) return []
+    const cs = this.chunkSize
+    const first = Math.floor(offset / cs)
+    const last = Math.floor((end - 1) / cs)
+    const table = this.core.completed
+    let remapped: number[] = []
+    if (last - first + 1 <= 4 * table.size + 1024) {
+      for (let c = first; c <= last; c++) if (table.has(asOldChunk(c))) remapped.push(c)
+    } else {
+      table.forEach((old) => { if (old >= first && old <= last) remapped.push(old) })
+      remapped = remapped.sort((a, b) => a - b)
+    }
+    const runs: Array<{ offset: number; length: number; inCow: boolean }> = []
+    const add = (from: number, to: number, inCow: boolean) => {
+      const prev = runs[runs.length - 1]
+      if (prev !== undefined && prev.inCow === inCow && prev.offset + prev.length === from) prev.length += to - from
+      else runs.push({ offset: from, length: to - from, inCow })
+    }
+    let at = offset
+    for (const c of remapped) {
+      const from = Math.max(c * cs, offset)
+      const to = Math.min((c + 1) * cs, end)
+      if (from > at) add(at, from, false)
+      add(from, to, true)
+      at = to
+    }
+    if (at < end) add(at, end, false)
+    return runs
   }
 
   /** The state and the `dmsetup status` line. */

@@ -55,7 +55,7 @@ export function registerServe(program: Command): void {
         for (const [i, cow] of cows.entries()) {
           const cowDevice = await on(cow, () => FileDevice.open(cow, { readOnly }))
           devices.push(cowDevice)
-          exports[names[i]!] = { device: await on(cow, () => origin!.loadSnapshot(cowDevice)), readOnly }
+          exports[names[i]!] = { device: await on(cow, () => origin!.loadSnapshot(cowDevice, { name: names[i]! })), readOnly }
         }
         const where = options.socket !== undefined ? options.socket : `${options.bind ?? '127.0.0.1'}:${port}`
         const server = await on(where, () => serveNbd({ exports,
