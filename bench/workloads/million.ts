@@ -66,8 +66,8 @@ export async function millionWorkloads(ctx: BenchContext): Promise<void> {
       const at = { device: kind, executor: executor.name }
       const loadKey = rowKey('million', W.load, { ...at, unit: 'ms', baselineName: 'raw' })
       const heapKey = rowKey('million', W.heap, { ...at, unit: 'B' })
-      const origin0 = await ctx.devices.make(kind, (n + extra) * g.chunkBytes)
-      const cow = await ctx.devices.make(kind, cowChunks * g.chunkBytes)
+      const origin0 = await ctx.devices.make(kind, (n + extra) * g.chunkBytes, { prefault: false })
+      const cow = await ctx.devices.make(kind, cowChunks * g.chunkBytes, { prefault: false })
       try {
         for (let rep = 0; rep < ctx.reps; rep++) {
           ctx.log(`million: ${n} exceptions, ${kind}, ${executor.name}, repetition ${rep + 1}/${ctx.reps}`)
