@@ -8,7 +8,7 @@ import { SnapcowError } from '../../io/errors.js'
 import { readCowStore } from '../../io/cow-format/read-cow-store.js'
 import { openOrigin } from '../../actors/origin-volume.js'
 import { ControlledDevice, settle } from '../support/controlled-device.js'
-import { CrashDevice } from '../support/crash-device.js'
+import { CrashDevice } from '../../testing/crash-device.js'
 import { RecordingDevice } from '../support/recording-device.js'
 import { firstDifference, pattern, readAt } from '../support/bytes.js'
 

@@ -7,8 +7,8 @@
 import { describe, expect, test } from 'vitest'
 import type { EngineFaults } from '../../actors/engine.js'
 import { openOrigin } from '../../actors/origin-volume.js'
-import type { CrashMode, RandomCut } from '../support/crash-device.js'
-import { CRASH_MODES, CrashClock, CrashDevice } from '../support/crash-device.js'
+import type { CrashMode, RandomCut } from '../../testing/crash-device.js'
+import { CRASH_MODES, CrashClock, CrashDevice } from '../../testing/crash-device.js'
 import { seededRandom } from '../support/delayed-device.js'
 import { decode, stamped } from '../support/sector-model.js'
 

@@ -9,8 +9,8 @@ import { MemoryDevice } from '../../io/memory-device.js'
 import { readCowStore } from '../../io/cow-format/read-cow-store.js'
 import { openOrigin } from '../../actors/origin-volume.js'
 import { firstDifference, pattern } from '../support/bytes.js'
-import type { CrashMode } from '../support/crash-device.js'
-import { CRASH_MODES, CrashClock, CrashDevice, CrashedError } from '../support/crash-device.js'
+import type { CrashMode } from '../../testing/crash-device.js'
+import { CRASH_MODES, CrashClock, CrashDevice, CrashedError } from '../../testing/crash-device.js'
 
 const SECTOR = 512
 

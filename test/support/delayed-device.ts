@@ -4,17 +4,9 @@
 // an engine that let two conflicting requests overlap would be caught.
 import type { BlockDevice } from '../../io/block-device.js'
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same numbers. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { seededRandom } from '../../testing/seeded-random.js'
+
+export { seededRandom }
 
 /** Integers in [0, max] from a seeded generator. */
 export function seededDelays(seed: number, max: number): () => number {

@@ -1,4 +1,4 @@
-// test/support/crash-device.ts: a device with a volatile write cache, for crash tests. Writes
+// testing/crash-device.ts (public as `snapcow/testing`): a device with a volatile write cache, for crash tests. Writes
 // land in a volatile image only; flush() makes every write completed before it durable. A
 // CrashClock shared by several devices counts their requests and, from the chosen step on,
 // makes all of them fail at once ("the machine crashed"). crash() then gives the image a
@@ -6,8 +6,8 @@
 // (a cache may write back any of them, and a multi-sector write may be torn). With a seeded
 // delay, requests complete out of order and take effect only when they complete; a seeded
 // RandomCut keeps a random subset of the unflushed and in-flight writes and tears some.
-import type { BlockDevice } from '../../io/block-device.js'
-import { MemoryDevice } from '../../io/memory-device.js'
+import type { BlockDevice } from '../io/block-device.js'
+import { MemoryDevice } from '../io/memory-device.js'
 
 const SECTOR = 512
 
@@ -79,7 +79,7 @@ export const CRASH_MODES: readonly CrashMode[] = ['lose-unflushed', 'keep-unflus
  * boundary), or with `subsets` sometimes an arbitrary subset of them, landed.
  */
 export interface RandomCut {
-  /** Uniform numbers in [0, 1) (seededRandom of delayed-device.ts). */
+  /** Uniform numbers in [0, 1) (seededRandom of testing/seeded-random.ts). */
   random: () => number
   /** Share of the surviving multi-sector writes that are torn (default 0.5). */
   tornShare?: number
