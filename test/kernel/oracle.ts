@@ -118,6 +118,54 @@ export async function kernelMerge(options: MergeOptions): Promise<MergeResult> {
   }
 }
 
+/** The default module set plus ext4 (the fs-check scenario mounts ext4; the oracle builds a second initramfs once). */
+export const EXT4_MODULES = 'virtio_pci virtio_blk dm-mod dm-bufio dm-snapshot crc32c_generic ext4'
+
+export interface FsCheckOptions {
+  /** NBD exports attached in order as vda, vdb, ... through qemu's NBD client (`nbd+unix:///NAME?socket=PATH`). */
+  disks: Array<{ uri: string; readOnly: boolean }>
+  /** fs-check.sh's arguments, done in order: `ro:DEV` lists the files, `rw:DEV:FILE:TEXT` writes FILE and FILE.bin. */
+  steps: string[]
+}
+
+/** The regular files one `ro:` step found: path → SHA-256. */
+export interface FsListing { dev: string; files: Map<string, string> }
+
+export interface FsCheckResult extends OracleRun {
+  /** One listing per `ro:` step, in the steps' order. */
+  listings: FsListing[]
+  /** `DEV FILE` for each `rw:` step that finished. */
+  wrote: string[]
+}
+
+/**
+ * Boots the kernel with ext4 and runs the fs-check scenario over NBD exports: the kernel mounts
+ * each filesystem, lists or writes files, and reports file checksums. Rejects like runOracle.
+ * @example
+ * const r = await kernelFsCheck({ disks: [{ uri: 'nbd+unix:///origin?socket=/tmp/s', readOnly: false }], steps: ['ro:vda'] })
+ * r.listings[0].files.get('hello.txt') // 'sha256 hex'
+ */
+export async function kernelFsCheck(options: FsCheckOptions): Promise<FsCheckResult> {
+  const args = options.disks.flatMap((disk) => [disk.readOnly ? '-N' : '-n', disk.uri])
+  const run = await runOracle([...args, 'fs-check.sh', ...options.steps], { ORACLE_MODULES: EXT4_MODULES })
+  const listings: FsListing[] = []
+  const wrote: string[] = []
+  let files = new Map<string, string>()
+  for (const line of run.raw.split('\n')) {
+    const words = line.trim().split(' ')
+    if (words[0] === 'file' && words.length >= 4) {
+      files.set(words.slice(2, -1).join(' '), words.at(-1)!)
+    } else if (words[0] === 'fsdone') {
+      if (Number(words[3]) !== files.size) throw new Error(`fs-check: ${line} but ${files.size} file lines (a path with odd characters?):\n${tail(run.raw, 30)}`)
+      listings.push({ dev: words[1]!, files })
+      files = new Map()
+    } else if (words[0] === 'wrote') {
+      wrote.push(words.slice(1).join(' '))
+    }
+  }
+  return { ...run, listings, wrote }
+}
+
 /** SHA-256 (hex) of a file, streamed. */
 export function sha256File(file: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -129,8 +177,11 @@ export function sha256File(file: string): Promise<string> {
   })
 }
 
-/** Runs `run-vm.sh [run-vm options] SCENARIO [ARGS]` with its own console log; rejects on a non-zero exit. */
-export async function runOracle(args: string[]): Promise<OracleRun> {
+/**
+ * Runs `run-vm.sh [run-vm options] SCENARIO [ARGS]` with its own console log; rejects on a non-zero exit.
+ * `env` adds to the environment (e.g. ORACLE_MODULES for a scenario that needs more modules).
+ */
+export async function runOracle(args: string[], env: Record<string, string> = {}): Promise<OracleRun> {
   const available = oracleAvailable()
   if (!available.ok) throw new Error(`dm-snapshot oracle unavailable: ${available.why}`)
   const dir = await mkdtemp(path.join(os.tmpdir(), 'snapcow-oracle-'))
@@ -141,6 +192,7 @@ export async function runOracle(args: string[]): Promise<OracleRun> {
     }>((resolve) => {
       execFile('bash', [RUN_VM, '-c', consoleLog, '-t', String(VM_TIMEOUT_S), ...args], {
         cwd: ORACLE_DIR,
+        env: { ...process.env, ...env },
         timeout: RUN_TIMEOUT_MS,
         maxBuffer: 64 << 20,
         encoding: 'utf8',
@@ -164,7 +216,8 @@ export async function runOracle(args: string[]): Promise<OracleRun> {
         '--- console (tail) ---', tail(consoleText, 30),
       ].join('\n').replace(/\x1b(\[[0-9;?]*[A-Za-z]|c)/g, '')) // SeaBIOS' terminal escapes
     }
-    const kernel = /^kernel (\S+)$/m.exec(stdout)?.[1] ?? 'unknown'
+    // fs-check prints no version lines; run-vm.sh's own log names the kernel too
+    const kernel = /^kernel (\S+)$/m.exec(stdout)?.[1] ?? /, kernel (\S+)\)/.exec(stderr)?.[1] ?? 'unknown'
     return { raw: stdout, log: stderr, kernel }
   } finally {
     await rm(dir, { recursive: true, force: true })
