@@ -108,7 +108,7 @@ function metaContextReply(option: number, id: number, name: string): Buffer {
 }
 
 /**
- * Answers LIST_META_CONTEXT or SET_META_CONTEXT; resolves SET's selection (undefined for
+ * Answers LIST_META_CONTEXT or SET_META_CONTEXT; returns SET's selection (undefined for
  * LIST or a failed SET). Both need structured replies, as BLOCK_STATUS replies are structured.
  */
 function metaContextOption(option: number, data: Buffer, structured: boolean, exports: ReadonlyMap<string, NbdExport>, io: HandshakeIo): { exportName: string; selected: MetaContext[] } | undefined {
