@@ -3,12 +3,16 @@
 // malformed stream ends only this connection, and nothing is written to a destroyed socket.
 
 import type { Socket } from 'node:net'
+import { statusExtents } from './block-status.js'
 import { ByteQueue } from './byte-queue.js'
 import { negotiate, type NbdExport } from './handshake.js'
-import { doneReply, errorReply, readReply } from './replies.js'
+import type { MetaContext } from './meta-context.js'
+import { blockStatusReply, doneReply, errorReply, readReply } from './replies.js'
 import { checkRequest, RequestParser, type NbdRequest } from './requests.js'
 import {
+  NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
+  NBD_CMD_FLAG_REQ_ONE,
   NBD_CMD_FLAG_FUA,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
@@ -36,6 +40,7 @@ export class NbdConnection {
   #waiting: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined
   #export: NbdExport | undefined
   #structured = false
+  #contexts: readonly MetaContext[] = []
   #inFlight = 0
   #paused = false
   #idle: Array<() => void> = []
@@ -81,6 +86,7 @@ export class NbdConnection {
     }
     this.#export = result.export
     this.#structured = result.structured
+    this.#contexts = result.contexts
     this.#phase = 'transmission'
     this.#pump()
   }
@@ -128,7 +134,7 @@ export class NbdConnection {
       void this.#whenIdle().then(() => this.#endSocket())
       return
     }
-    const refused = checkRequest(request, { size: exp.device.size, readOnly: exp.readOnly })
+    const refused = checkRequest(request, { size: exp.device.size, readOnly: exp.readOnly, blockStatus: this.#structured && this.#contexts.length > 0 })
     if (refused !== undefined) {
       this.#write(errorReply(request.handle, refused.error, this.#structured, refused.message))
       return
@@ -170,6 +176,10 @@ export class NbdConnection {
       case NBD_CMD_FLUSH:
         await device.flush()
         break
+      case NBD_CMD_BLOCK_STATUS: {
+        const reqOne = (request.flags & NBD_CMD_FLAG_REQ_ONE) !== 0
+        return blockStatusReply(handle, this.#contexts.map((c) => ({ id: c.id, extents: statusExtents(device, c, offset, length, reqOne) })))
+      }
       default: // NBD_CMD_CACHE: the range was checked; there is no cache to fill
     }
     return doneReply(handle, this.#structured)

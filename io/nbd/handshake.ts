@@ -1,8 +1,10 @@
 // io/nbd/handshake.ts: the fixed newstyle handshake (spec "Newstyle negotiation"): greeting,
 // client flags, then options until NBD_OPT_GO or NBD_OPT_EXPORT_NAME picks an export.
-// Supports GO, INFO, LIST, ABORT, STRUCTURED_REPLY, EXPORT_NAME; other options get ERR_UNSUP.
+// Supports GO, INFO, LIST, ABORT, STRUCTURED_REPLY, EXPORT_NAME, LIST_META_CONTEXT and
+// SET_META_CONTEXT; other options get ERR_UNSUP.
 
 import type { BlockDevice } from '../block-device.js'
+import { listContexts, parseMetaContextRequest, selectContexts, type MetaContext } from './meta-context.js'
 import { optionReply } from './replies.js'
 import {
   EXPORT_NAME_PADDING,
@@ -29,6 +31,8 @@ import {
   NBD_OPT_GO,
   NBD_OPT_INFO,
   NBD_OPT_LIST,
+  NBD_OPT_LIST_META_CONTEXT,
+  NBD_OPT_SET_META_CONTEXT,
   NBD_OPT_STRUCTURED_REPLY,
   NBD_OPTS_MAGIC,
   NBD_REP_ACK,
@@ -36,6 +40,7 @@ import {
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
   NBD_REP_INFO,
+  NBD_REP_META_CONTEXT,
   NBD_REP_SERVER,
   PREFERRED_BLOCK_BYTES,
 } from './protocol.js'
@@ -53,9 +58,13 @@ export interface HandshakeIo {
   write(bytes: Uint8Array): void
 }
 
-/** The handshake's outcome: an export to serve, or the reason the connection ends. */
+/**
+ * The handshake's outcome: an export to serve, or the reason the connection ends. `contexts`
+ * are the metadata contexts BLOCK_STATUS reports: those of the last SET_META_CONTEXT, if it
+ * named the export chosen, else none.
+ */
 export type HandshakeResult =
-  | { readonly kind: 'transmission'; readonly export: NbdExport; readonly structured: boolean }
+  | { readonly kind: 'transmission'; readonly export: NbdExport; readonly structured: boolean; readonly contexts: readonly MetaContext[] }
   | { readonly kind: 'end'; readonly reason: string }
 
 /** The transmission flags the server advertises for `exp`. */
@@ -89,6 +98,45 @@ function errorText(option: number, type: number, message: string): Buffer {
   return optionReply(option, type, Buffer.from(message, 'utf8'))
 }
 
+/** NBD_REP_META_CONTEXT: context id, then its name. */
+function metaContextReply(option: number, id: number, name: string): Buffer {
+  const bytes = Buffer.from(name, 'utf8')
+  const data = Buffer.allocUnsafe(4 + bytes.length)
+  data.writeUInt32BE(id, 0)
+  data.set(bytes, 4)
+  return optionReply(option, NBD_REP_META_CONTEXT, data)
+}
+
+/**
+ * Answers LIST_META_CONTEXT or SET_META_CONTEXT; returns SET's selection (undefined for
+ * LIST or a failed SET). Both need structured replies, as BLOCK_STATUS replies are structured.
+ */
+function metaContextOption(option: number, data: Buffer, structured: boolean, exports: ReadonlyMap<string, NbdExport>, io: HandshakeIo): { exportName: string; selected: MetaContext[] } | undefined {
+  if (!structured) {
+    io.write(errorText(option, NBD_REP_ERR_INVALID, 'negotiate NBD_OPT_STRUCTURED_REPLY before meta contexts'))
+    return undefined
+  }
+  const request = parseMetaContextRequest(data)
+  if (typeof request === 'string') {
+    io.write(errorText(option, NBD_REP_ERR_INVALID, request))
+    return undefined
+  }
+  if (!exports.has(request.exportName)) {
+    io.write(errorText(option, NBD_REP_ERR_UNKNOWN, `no export named ${JSON.stringify(request.exportName)}`))
+    return undefined
+  }
+  if (option === NBD_OPT_LIST_META_CONTEXT) {
+    // The spec reserves the id in LIST replies: 0.
+    for (const context of listContexts(request.queries)) io.write(metaContextReply(option, 0, context.name))
+    io.write(optionReply(option, NBD_REP_ACK))
+    return undefined
+  }
+  const selected = selectContexts(request.queries)
+  for (const context of selected) io.write(metaContextReply(option, context.id, context.name))
+  io.write(optionReply(option, NBD_REP_ACK))
+  return { exportName: request.exportName, selected }
+}
+
 /** The export an NBD_OPT_INFO/GO payload names, or the error reply it earns. */
 function parseInfoRequest(data: Buffer, exports: ReadonlyMap<string, NbdExport>): { export: NbdExport } | { type: number; message: string } {
   if (data.length < 6) return { type: NBD_REP_ERR_INVALID, message: 'option payload too short' }
@@ -119,6 +167,8 @@ export async function negotiate(io: HandshakeIo, exports: ReadonlyMap<string, Nb
   if ((clientFlags & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) !== 0) return { kind: 'end', reason: `unknown client flags 0x${clientFlags.toString(16)}` }
   const noZeroes = (clientFlags & NBD_FLAG_C_NO_ZEROES) !== 0
   let structured = false
+  let meta: { exportName: string; selected: MetaContext[] } | undefined
+  const contextsFor = (exp: NbdExport) => (meta !== undefined && meta.exportName === exp.name ? meta.selected : [])
 
   for (;;) {
     const head = await io.read(16)
@@ -137,7 +187,7 @@ export async function negotiate(io: HandshakeIo, exports: ReadonlyMap<string, Nb
         reply.writeBigUInt64BE(BigInt(exp.device.size), 0)
         reply.writeUInt16BE(transmissionFlags(exp), 8)
         io.write(reply)
-        return { kind: 'transmission', export: exp, structured }
+        return { kind: 'transmission', export: exp, structured, contexts: contextsFor(exp) }
       }
       case NBD_OPT_ABORT:
         io.write(optionReply(option, NBD_REP_ACK))
@@ -167,9 +217,16 @@ export async function negotiate(io: HandshakeIo, exports: ReadonlyMap<string, Nb
         io.write(optionReply(option, NBD_REP_INFO, infoExport(found.export)))
         io.write(optionReply(option, NBD_REP_INFO, infoBlockSize()))
         io.write(optionReply(option, NBD_REP_ACK))
-        if (option === NBD_OPT_GO) return { kind: 'transmission', export: found.export, structured }
+        if (option === NBD_OPT_GO) return { kind: 'transmission', export: found.export, structured, contexts: contextsFor(found.export) }
         break
       }
+      case NBD_OPT_LIST_META_CONTEXT:
+        metaContextOption(option, data, structured, exports, io)
+        break
+      case NBD_OPT_SET_META_CONTEXT:
+        // SET replaces the selection even when it fails (spec).
+        meta = metaContextOption(option, data, structured, exports, io)
+        break
       default:
         io.write(errorText(option, NBD_REP_ERR_UNSUP, `option ${option} is not supported`))
     }

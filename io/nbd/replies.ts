@@ -1,10 +1,11 @@
 // io/nbd/replies.ts: the bytes the server sends: option replies during the handshake, then
-// simple replies, or structured replies (NONE, OFFSET_DATA, ERROR) once NBD_OPT_STRUCTURED_REPLY
-// was agreed (spec "Transmission phase"). Pure builders; nothing here touches a socket.
+// simple replies, or structured replies (NONE, OFFSET_DATA, BLOCK_STATUS, ERROR) once
+// NBD_OPT_STRUCTURED_REPLY was agreed (spec "Transmission phase"). Pure builders; nothing here touches a socket.
 
 import {
   NBD_REP_MAGIC,
   NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_BLOCK_STATUS,
   NBD_REPLY_TYPE_ERROR,
   NBD_REPLY_TYPE_NONE,
   NBD_REPLY_TYPE_OFFSET_DATA,
@@ -86,4 +87,26 @@ export function readReply(handle: bigint, offset: number, length: number, struct
   structuredHeader(reply, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + length)
   reply.writeBigUInt64BE(BigInt(offset), STRUCTURED_REPLY_HEADER_BYTES)
   return { reply, data: reply.subarray(start) }
+}
+
+/**
+ * A successful BLOCK_STATUS reply: one NBD_REPLY_TYPE_BLOCK_STATUS chunk per context (context
+ * id, then length and flags per descriptor), DONE on the last; one buffer, so the chunks of
+ * one request are never interleaved with another's.
+ */
+export function blockStatusReply(handle: bigint, chunks: ReadonlyArray<{ readonly id: number; readonly extents: ReadonlyArray<{ readonly length: number; readonly flags: number }> }>): Buffer {
+  const sizes = chunks.map((c) => STRUCTURED_REPLY_HEADER_BYTES + 4 + 8 * c.extents.length)
+  const out = Buffer.allocUnsafe(sizes.reduce((a, b) => a + b, 0))
+  let at = 0
+  chunks.forEach((chunk, i) => {
+    const head = out.subarray(at)
+    structuredHeader(head, i === chunks.length - 1 ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_BLOCK_STATUS, handle, sizes[i]! - STRUCTURED_REPLY_HEADER_BYTES)
+    head.writeUInt32BE(chunk.id, STRUCTURED_REPLY_HEADER_BYTES)
+    chunk.extents.forEach((e, j) => {
+      head.writeUInt32BE(e.length, STRUCTURED_REPLY_HEADER_BYTES + 4 + 8 * j)
+      head.writeUInt32BE(e.flags, STRUCTURED_REPLY_HEADER_BYTES + 8 + 8 * j)
+    })
+    at += sizes[i]!
+  })
+  return out
 }

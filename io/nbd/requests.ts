@@ -6,10 +6,12 @@ import type { ByteQueue } from './byte-queue.js'
 import {
   MAX_BLOCK_BYTES,
   MIN_BLOCK_BYTES,
+  NBD_CMD_BLOCK_STATUS,
   NBD_CMD_CACHE,
   NBD_CMD_DISC,
   NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLAG_REQ_ONE,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_WRITE,
@@ -77,6 +79,8 @@ export class RequestParser {
 export interface RequestLimits {
   readonly size: number
   readonly readOnly: boolean
+  /** Structured replies were agreed and at least one meta context selected for this export. */
+  readonly blockStatus?: boolean
 }
 
 const ALLOWED_FLAGS: ReadonlyMap<number, number> = new Map([
@@ -86,12 +90,13 @@ const ALLOWED_FLAGS: ReadonlyMap<number, number> = new Map([
   [NBD_CMD_FLUSH, 0],
   [NBD_CMD_CACHE, 0],
   [NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE],
+  [NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE],
 ])
 
 /**
  * The NBD error to refuse `request` with, or undefined when the server should carry it out.
- * Unknown commands (TRIM and BLOCK_STATUS included: not advertised) and unknown flags are
- * EINVAL; writes to a read-only export EPERM; offsets and lengths must be multiples of 512;
+ * Unknown commands (TRIM included: not advertised) and unknown flags are EINVAL, and so is
+ * BLOCK_STATUS unless a meta context was selected (which needs structured replies); writes to a read-only export EPERM; offsets and lengths must be multiples of 512;
  * a range past the end is ENOSPC for writes and EINVAL otherwise (spec "Request types").
  */
 export function checkRequest(request: NbdRequest, limits: RequestLimits): { error: number; message: string } | undefined {
@@ -100,6 +105,7 @@ export function checkRequest(request: NbdRequest, limits: RequestLimits): { erro
   if (allowed === undefined) return { error: NBD_EINVAL, message: `command ${type} is not supported` }
   if ((flags & ~allowed) !== 0) return { error: NBD_EINVAL, message: `flags 0x${flags.toString(16)} are not valid for command ${type}` }
   if (type === NBD_CMD_FLUSH || type === NBD_CMD_DISC) return undefined
+  if (type === NBD_CMD_BLOCK_STATUS && limits.blockStatus !== true) return { error: NBD_EINVAL, message: 'BLOCK_STATUS needs structured replies and a meta context selected with NBD_OPT_SET_META_CONTEXT' }
   const writes = type === NBD_CMD_WRITE || type === NBD_CMD_WRITE_ZEROES
   if (writes && limits.readOnly) return { error: NBD_EPERM, message: 'the export is read-only' }
   if (length === 0) return { error: NBD_EINVAL, message: 'length 0' }
