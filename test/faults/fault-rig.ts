@@ -45,6 +45,13 @@ export class Model {
   readonly #alternatives = new Map<number, Uint8Array[]>()
   constructor(bytes: Uint8Array) { this.bytes = bytes.slice() }
 
+  /** A copy, to check a read against the content when it was issued. */
+  clone(): Model {
+    const copy = new Model(this.bytes)
+    for (const [sector, alternatives] of this.#alternatives) copy.#alternatives.set(sector, [...alternatives])
+    return copy
+  }
+
   /** A write issued: the model takes its bytes; returns what the range held. */
   write(offset: number, data: Uint8Array): Uint8Array {
     const old = this.bytes.slice(offset, offset + data.length)
