@@ -19,6 +19,7 @@ export function about(file: string, error: unknown): CliError {
   const code = (error as NodeJS.ErrnoException | undefined)?.code
   if (code === 'ENOENT') return new CliError(file, 'no such file', 1, { cause: error })
   if (code === 'EACCES' || code === 'EPERM') return new CliError(file, 'permission denied', 1, { cause: error })
+  if (code === 'EADDRINUSE') return new CliError(file, 'address in use: another server listens there', 1, { cause: error })
   if (code === 'EISDIR') return new CliError(file, 'is a directory, not an image file', 1, { cause: error })
   if (error instanceof SnapcowError && error.code === 'SNAPCOW_NO_STORE') {
     return new CliError(file, 'holds no snapshot store (its first 4 bytes are zero): make one with snapcow create', 1, { cause: error })

@@ -32,6 +32,12 @@ registerServe(program)
 registerDemo(program)
 for (const command of program.commands) command.exitOverride().showHelpAfterError(`(add --help for usage)`).configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'snapcow: ')) })
 
+// A reader that goes away early (`snapcow map x.cow | head`) is no error: output stops, the work
+// goes on to its real exit code (a merge is not cut short by its progress display).
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error
+})
+
 try {
   await program.parseAsync(process.argv)
 } catch (error) {

@@ -3,10 +3,12 @@
 // Runs until SIGINT or SIGTERM, then lets requests in flight finish and closes everything.
 import { basename, extname } from 'node:path'
 import type { Command } from 'commander'
-import { FileDevice, openOrigin } from '../index.js'
+import { openOrigin } from '../index.js'
 import type { BlockDevice, Origin } from '../index.js'
 import { serveNbd } from '../nbd.js'
 import { on, usage } from './fail.js'
+import { claimSocketPath } from './socket-path.js'
+import { openReadOnly, openWritable } from './store.js'
 
 interface ServeOptions { socket?: string; port?: string; bind?: string; readOnly?: boolean }
 
@@ -44,16 +46,22 @@ export function registerServe(program: Command): void {
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw usage(undefined, `--port ${options.port} is not a TCP port (0–65535)`)
       if (options.bind !== undefined && port === undefined) throw usage(undefined, '--bind goes with --port')
       const readOnly = options.readOnly === true
+      // before any file is opened: a busy socket is refused without touching the images
+      if (options.socket !== undefined && (await claimSocketPath(options.socket)).removedStale) {
+        console.log(`removed the stale socket ${options.socket} (no server listened on it)`)
+      }
       const devices: BlockDevice[] = []
       let origin: Origin | undefined
       try {
-        const originDevice = await on(originPath, () => FileDevice.open(originPath, { readOnly }))
+        // as the other commands open files: a missing or misaligned image is one plain line, exit 1
+        const open = readOnly ? openReadOnly : openWritable
+        const originDevice = await open(originPath)
         devices.push(originDevice)
         origin = await on(originPath, () => openOrigin(originDevice))
         const exports: Record<string, { device: BlockDevice; readOnly: boolean }> = { origin: { device: origin, readOnly } }
         const names = exportNames(cows)
         for (const [i, cow] of cows.entries()) {
-          const cowDevice = await on(cow, () => FileDevice.open(cow, { readOnly }))
+          const cowDevice = await open(cow)
           devices.push(cowDevice)
           exports[names[i]!] = { device: await on(cow, () => origin!.loadSnapshot(cowDevice, { name: names[i]! })), readOnly }
         }

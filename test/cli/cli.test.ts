@@ -122,13 +122,49 @@ describe('reading commands', () => {
     expect(snapcow('info', '.').err).toBe('snapcow: .: is a directory, not an image file\n')
   })
 
+  it('a reader that stops early (snapcow --help | true) is no crash: no EPIPE trace, exit 0', () => {
+    // `true` exits without reading; the program still writes its help into the closed pipe.
+    for (let i = 0; i < 3; i++) {
+      const run = spawnSync('bash', ['-c', `"$0" "$1" --help | true; exit \${PIPESTATUS[0]}`, process.execPath, BIN], { cwd: dir, encoding: 'utf8', timeout: 30_000 })
+      expect([run.status, run.stderr]).toEqual([0, ''])
+    }
+  })
+
   it('every command has --help with examples', async () => {
-    const commands = ['create', 'status', 'table', 'info', 'check', 'map', 'diff', 'export', 'merge', 'demo']
+    const commands = ['create', 'status', 'table', 'info', 'check', 'map', 'diff', 'export', 'merge', 'serve', 'demo']
     const helps = await Promise.all(commands.map((command) => snapcowAsync([command, '--help'])))
     commands.forEach((command, i) => {
       expect(helps[i]!.code, command).toBe(0)
       expect(helps[i]!.out, command).toMatch(/Examples:\n {2}\$ snapcow /)
     })
+  })
+})
+
+describe('the same errors from every command that opens an origin and a COW', () => {
+  it('missing file, wrong magic, too-small COW, misaligned size: one line naming the file, exit 1, nothing written', async () => {
+    fs.writeFileSync(file('e.img'), Buffer.alloc(1 << 20, 0x11))
+    fs.writeFileSync(file('e-foreign.cow'), Buffer.concat([Buffer.from('QCOW'), Buffer.alloc(65532)]))
+    fs.writeFileSync(file('e-odd.img'), Buffer.alloc(1000))
+    fs.writeFileSync(file('e-odd.cow'), Buffer.alloc(1000))
+    expect(snapcow('create', 'e.img', 'e-full.cow', '--size', '256k').code).toBe(0)
+    fs.writeFileSync(file('e-tiny.cow'), fs.readFileSync(file('e-full.cow')).subarray(0, 4096)) // the header, no room for area 0
+    const cases: Array<[string[], string]> = [
+      [['e-none.img', 'e-full.cow'], 'e-none.img: no such file'],
+      [['e.img', 'e-none.cow'], 'e-none.cow: no such file'],
+      [['e.img', 'e-foreign.cow'], 'e-foreign.cow: COW device has a foreign header: magic 0x574f4351 is not "SnAp" (0x70416e53)'],
+      [['e.img', 'e-tiny.cow'], 'e-tiny.cow: COW device of 4096 bytes is too small for the header and metadata area 0 (2 chunks of 4096 bytes)'],
+      [['e-odd.img', 'e-full.cow'], 'e-odd.img: is 1000 bytes, not a multiple of 512: an image holds whole 512-byte sectors'],
+      [['e.img', 'e-odd.cow'], 'e-odd.cow: is 1000 bytes, not a multiple of 512: an image holds whole 512-byte sectors'],
+    ]
+    const bytes = () => Object.fromEntries(fs.readdirSync(dir).filter((f) => f.startsWith('e')).map((f) => [f, fs.readFileSync(file(f)).toString('base64')]))
+    const before = bytes()
+    for (const [files, message] of cases) {
+      // the three at once (one case at a time: serve takes the origin's writer lock)
+      const commands = [['status', ...files], ['export', ...files, 'e-out.img'], ['serve', ...files, '--socket', file('e.sock')]]
+      const runs = await Promise.all(commands.map((args) => snapcowAsync(args)))
+      runs.forEach((run, i) => expect(run, commands[i]!.join(' ')).toMatchObject({ code: 1, out: '', err: `snapcow: ${message}\n` }))
+    }
+    expect(bytes(), 'every refused command wrote nothing').toEqual(before)
   })
 })
 

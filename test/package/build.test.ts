@@ -1,5 +1,6 @@
 // The published package (`npm test` builds it first with tsup): ESM and CommonJS entries
-// export the same names as index.ts, and declarations exist for both.
+// export the same names as index.ts, and declarations exist for both; the `snapcow` bin runs
+// through npx from the repository.
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import path from 'node:path'
@@ -41,4 +42,10 @@ test('the CommonJS build reads a store like the source does', () => {
       console.log(JSON.stringify((await readCowStore(cow)).exceptions))
     })()`], { cwd: root, encoding: 'utf8' })
   expect(JSON.parse(out)).toEqual([[5, 2]])
+})
+
+test('npx --no-install snapcow --help runs the package\'s bin from the repository', () => {
+  const help = execFileSync('npx', ['--no-install', 'snapcow', '--help'], { cwd: root, encoding: 'utf8', timeout: 30_000 })
+  expect(help).toMatch(/^Usage: snapcow \[options\] \[command\]/)
+  expect(help).toMatch(/serve \[options\] <ORIGIN> \[COW\.\.\.\]/)
 })

@@ -6,7 +6,7 @@
 // triple the time): snapcow's types need only AbortSignal from the platform (rxjs's
 // setTimeout), declared below.
 import { execFileSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -111,6 +111,22 @@ test('the shipped types and docs point at nothing outside the package', () => {
     const bad = lines.filter((line) => OUTSIDE.test(line) && !OUTSIDE_OK.some((ok) => line.includes(ok)))
     expect(bad, path.relative(unpacked, file)).toEqual([])
   }
+})
+
+test('the package.json bin runs in the consumer, linked as npm install links it', () => {
+  const bin = (JSON.parse(readFileSync(path.join(unpacked, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin['snapcow']!
+  const target = path.join(unpacked, bin)
+  expect(readFileSync(target, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true)
+  mkdirSync(path.join(consumer, 'node_modules', '.bin'), { recursive: true })
+  const link = path.join(consumer, 'node_modules', '.bin', 'snapcow')
+  symlinkSync(path.relative(path.dirname(link), target), link)
+  chmodSync(target, 0o755) // npm install makes each bin executable
+  const env = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env['PATH'] ?? ''}` }
+  expect(execFileSync(link, ['--help'], { cwd: consumer, encoding: 'utf8', env })).toMatch(/^Usage: snapcow /)
+  writeFileSync(path.join(work, 'bin-origin.img'), new Uint8Array(1 << 20))
+  const made = execFileSync(link, ['create', 'bin-origin.img', 'bin.cow', '--size', '256k'], { cwd: work, encoding: 'utf8', env })
+  expect(made).toMatch(/^bin\.cow: persistent store created/)
+  expect(readFileSync(path.join(work, 'bin.cow')).subarray(0, 4).toString('latin1')).toBe('SnAp')
 })
 
 const ESM_CONSUMER = `
