@@ -2,12 +2,14 @@
 // image and persistent snapshots made by `snapcow create`, so the soak tests can read the
 // server's RSS, peak RSS and open descriptors from /proc and stop it as a user would (SIGTERM).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js')
+/** Images go on tmpfs when there is one: fdatasync on a real disk would measure the disk, not the server. */
+const IMAGE_DIR = process.env.SNAPCOW_SOAK_DIR ?? (existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir())
 
 /** The byte at `offset` of the origin image as created (so any reader can check it). */
 export const initialByte = (offset: number): number => (offset * 7 + (offset >> 12) * 13) & 0xff
@@ -29,6 +31,8 @@ export interface Served {
   peakRss(): number
   /** Open file descriptors of the server process. */
   fds(): number
+  /** CPU time the server has used (user + system), in seconds. */
+  cpuSeconds(): number
   /** SIGTERM, then waits for exit; resolves with the exit code and everything it printed. */
   stop(): Promise<{ code: number | null; out: string }>
 }
@@ -41,7 +45,7 @@ function statusKb(pid: number, field: string): number {
 
 /** Makes an origin of `size` bytes and `snapshots` COW files in a temp dir, and serves them. */
 export async function serveImages(size: number, snapshots: number, cowSize = size): Promise<Served> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'snapcow-soak-'))
+  const dir = mkdtempSync(path.join(IMAGE_DIR, 'snapcow-soak-'))
   const origin = path.join(dir, 'origin.img')
   writeFileSync(origin, initialBytes(0, size))
   const cows: string[] = []
@@ -72,6 +76,10 @@ export async function serveImages(size: number, snapshots: number, cowSize = siz
     rss: () => statusKb(pid, 'VmRSS'),
     peakRss: () => statusKb(pid, 'VmHWM'),
     fds: () => readdirSync(`/proc/${pid}/fd`).length,
+    cpuSeconds: () => {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')
+      return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ 100)
+    },
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM')
       const code = await exited
