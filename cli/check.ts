@@ -15,6 +15,9 @@ interface Problem { what: string; where: string; fix: string }
 async function scan(cow: BlockDevice, originBytes: number | undefined): Promise<{ problems: Problem[]; notes: string[] }> {
   const problems: Problem[] = []
   const notes: string[] = []
+  if (cow.size < SECTOR_BYTES) { // an empty file: there is no header sector to read
+    return { problems: [{ what: `the device (${cow.size} bytes) is too small to hold a snapshot header`, where: 'header, byte 0', fix: 'the file was truncated: restore it' }], notes }
+  }
   const header = new Uint8Array(SECTOR_BYTES)
   await cow.read(0, header)
   const view = new DataView(header.buffer)
