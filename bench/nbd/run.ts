@@ -47,7 +47,7 @@ export async function runNbdBench(opts: NbdOptions): Promise<void> {
   const root = process.cwd()
   const { cli, note: build } = ensureCli(root, opts.log)
   const sizes = opts.quick ? NBD_QUICK : NBD_FULL
-  const wanted = SYSTEMS.filter((s) => !opts.quick || s.name.startsWith('snapcow'))
+  const wanted = SYSTEMS.filter((s) => !opts.quick || s.name === 'snapcow')
   const runnable = wanted.filter((s) => s.needs.every((t) => tools.has(t)))
   const skipped = [
     ...wanted.filter((s) => !runnable.includes(s)).map((s) => `${s.name} (needs ${s.needs.filter((t) => !tools.has(t)).join(', ')})`),
