@@ -48,8 +48,11 @@ export class NbdResults {
     list[rep] = m
   }
 
-  recordHwm(system: SystemName, kib: number): void {
-    this.#hwm.set(system, [...(this.#hwm.get(system) ?? []), kib])
+  /** VmHWM of one repetition (a session run again replaces its value). */
+  recordHwm(system: SystemName, rep: number, kib: number): void {
+    const list = this.#hwm.get(system) ?? []
+    list[rep] = kib
+    this.#hwm.set(system, list)
   }
 
   /** Throughput rows (one per system, workload, depth), then target rows, then RSS rows. */
@@ -95,7 +98,7 @@ export class NbdResults {
   /** VmHWM per system (MiB), and snapcow's against 2× qemu-nbd's plus the exception table. */
   #rssRows(exceptions: number): NbdRow[] {
     const collector = new Collector()
-    for (const [system, kibs] of this.#hwm) for (const kib of kibs) collector.add(this.#key('nbd-rss', RSS_WORKLOAD, system, 32, undefined, 'MiB'), kib / 1024)
+    for (const [system, kibs] of this.#hwm) kibs.forEach((kib) => collector.add(this.#key('nbd-rss', RSS_WORKLOAD, system, 32, undefined, 'MiB'), kib / 1024))
     const mine = this.#hwm.get('snapcow')
     const peer = this.#hwm.get(RSS_PEER)
     const key: RowKey = { ...this.#key('nbd-rss', `${RSS_WORKLOAD} ÷ (2× ${RSS_PEER} + ${TABLE_BYTES_PER_EXCEPTION} B × ${exceptions} exceptions)`, 'snapcow', 32, `2×${RSS_PEER}+table`, 'MiB'),

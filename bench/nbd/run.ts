@@ -89,7 +89,7 @@ export async function runNbdBench(opts: NbdOptions): Promise<void> {
           await session(system, `QD ${depth}`, pin, (s) => {
             const sink: Sink = {
               record: (w, m) => results.record(system.name, w, depth, rep, m),
-              afterFirstTouch: (srv) => { if (depth === 32) results.recordHwm(system.name, srv.hwmKiB()) },
+              afterFirstTouch: (srv) => { if (depth === 32) results.recordHwm(system.name, rep, srv.hwmKiB()) },
             }
             return fioSession(s, depth, pin, sizes, logs, sink)
           })

@@ -24,7 +24,7 @@ export interface NbdSizes {
   reads: number
 }
 
-export const NBD_FULL: NbdSizes = { deviceBytes: 1 << 30, seqBytes: 256 << 20, reads: 32768 }
+export const NBD_FULL: NbdSizes = { deviceBytes: 512 << 20, seqBytes: 128 << 20, reads: 16384 }
 export const NBD_QUICK: NbdSizes = { deviceBytes: 64 << 20, seqBytes: 16 << 20, reads: 2048 }
 
 export interface Logs { writes: string; copiedReads: string; uncopiedReads: string }
