@@ -1,6 +1,7 @@
 // bench/run.ts: `npm run bench [-- --quick] [--json] [--reps N] [--only a,b] [--executor a,b] [--tmpfs DIR]`.
 // Runs every workload family in one process and prints the machine facts and one table (or
 // JSON). --quick: every workload once at small sizes (CI). Misses are reported, never fatal.
+// --nbd: instead, `snapcow serve` against nbdkit and qemu-nbd over NBD (bench/nbd/).
 import { mkdtemp, rm } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import os from 'node:os'
@@ -11,6 +12,7 @@ import { FULL, QUICK } from './context.js'
 import { chooseExecutors } from './executor.js'
 import { Devices } from './harness.js'
 import { machineFacts } from './machine.js'
+import { runNbdBench } from './nbd/run.js'
 import { Collector } from './rows.js'
 import { renderTable } from './table.js'
 import { chunkLifecycleWorkloads } from './workloads/chunk-lifecycle.js'
@@ -39,6 +41,7 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     executor: { type: 'string' },
     tmpfs: { type: 'string' },
+    nbd: { type: 'boolean', default: false },
   },
 })
 
@@ -51,6 +54,11 @@ if (unknown.length > 0) throw new RangeError(`--only: unknown families ${unknown
 
 const started = performance.now()
 const tmpfsRoot = args.tmpfs ?? (existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir())
+if (args.nbd === true) {
+  await runNbdBench({ quick, json: args.json === true, reps: args.reps !== undefined ? reps : quick ? 1 : 3, tmpfsRoot,
+    log: (line) => process.stderr.write(`[bench --nbd ${((performance.now() - started) / 1000).toFixed(0)}s] ${line}\n`) })
+  process.exit(0)
+}
 const dir = await mkdtemp(path.join(tmpfsRoot, 'snapcow-bench-'))
 const probe = chooseExecutors(args.executor?.split(','))
 const devices = new Devices(dir)
