@@ -28,6 +28,13 @@ export interface BlockDevice {
   write(offset: number, data: Uint8Array): Promise<void>
   /** Resolves once every acknowledged write is durable. */
   flush(): Promise<void>
+  /**
+   * Optional: writes `data` at `offset` and resolves only once this write is durable (a
+   * forced-unit-access write, the kernel's REQ_FUA); other unflushed writes need not be.
+   * The persistent store writes its metadata with it (after a flush, as the kernel's
+   * PREFLUSH | FUA); without it, the store writes and then flushes.
+   */
+  writeFua?(offset: number, data: Uint8Array): Promise<void>
   /** Releases the device; later I/O rejects. Closing twice is harmless. */
   close(): Promise<void>
   /** Optional capabilities, for the conformance suite and the engine. */

@@ -109,11 +109,15 @@ export class CrashDevice implements BlockDevice {
    * event-loop turns (setImmediate) before it completes; the request takes effect then.
    */
   constructor(image: Uint8Array, readonly clock: CrashClock = new CrashClock(), readonly name = 'device',
-    options: { delay?: () => number } = {}) {
+    options: { delay?: () => number; fua?: boolean } = {}) {
     this.#volatile = MemoryDevice.from(image)
     this.#durable = image.slice()
     this.#delay = options.delay
+    if (options.fua !== false) this.writeFua = (offset, data) => this.#writeFua(offset, data)
   }
+
+  /** Present unless the constructor's options say `fua: false` (see #writeFua). */
+  writeFua: ((offset: number, data: Uint8Array) => Promise<void>) | undefined
 
   get size(): number { return this.#volatile.size }
 
@@ -139,6 +143,25 @@ export class CrashDevice implements BlockDevice {
     await this.#volatile.write(offset, copy)
     request.seq = this.#seq++
     this.#unflushed.push(request)
+  }
+
+  /**
+   * A forced-unit-access write: durable once it completes, without making other unflushed
+   * writes durable. Until then (with a delay) it is in flight and a cut may keep or tear it.
+   * `fua: false` in the constructor's options hides it, as on a device without FUA.
+   */
+  async #writeFua(offset: number, data: Uint8Array): Promise<void> {
+    this.clock.step(`${this.name} write-fua@${offset}+${data.length}`)
+    const copy = data.slice()
+    const request: Unflushed = { offset, data: copy }
+    if (this.#delay !== undefined) {
+      this.#inFlight.add(request)
+      await this.#wait(`${this.name} write-fua@${offset}+${data.length}`)
+      this.#inFlight.delete(request)
+    }
+    await this.#volatile.write(offset, copy)
+    if (!this.lyingFlush) this.#durable.set(copy, offset)
+    else this.#unflushed.push(request)
   }
 
   async flush(): Promise<void> {

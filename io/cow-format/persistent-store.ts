@@ -182,11 +182,17 @@ export class PersistentStore implements ExceptionStore {
     for (const callback of this.#waiting.splice(0)) callback(ok)
   }
 
-  /** The current area with a cache flush before and after (the kernel's PREFLUSH | FUA). */
+  /**
+   * The current area, as the kernel writes it: REQ_PREFLUSH (the exceptions' data is durable
+   * before the records that point at it) | REQ_FUA (durable before the writes it acknowledges
+   * are). A device without forced-unit-access writes is flushed again instead.
+   */
   async #writeArea(): Promise<void> {
     const g = this.geometry
+    const at = g.areaLocation(this.#currentArea) * g.chunkBytes
     await this.device.flush()
-    await this.device.write(g.areaLocation(this.#currentArea) * g.chunkBytes, this.#area)
+    if (this.device.writeFua !== undefined) return this.device.writeFua(at, this.#area)
+    await this.device.write(at, this.#area)
     await this.device.flush()
   }
 

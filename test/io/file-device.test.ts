@@ -157,3 +157,36 @@ describe('FileDevice.open', () => {
     await expect(FileDevice.open('')).rejects.toThrow(TypeError)
   })
 })
+
+describe('FileDevice.writeFua (forced-unit-access writes for the store\'s metadata)', () => {
+  const openFds = async (): Promise<number> => (await import('node:fs/promises')).readdir('/proc/self/fd').then((l) => l.length)
+
+  test('writes through a second O_DSYNC descriptor of the same file, closed with the device', async () => {
+    const path = freshPath()
+    const device = await FileDevice.open(path, { create: true, size: 8192 })
+    const before = await openFds()
+    await device.writeFua(4096, new Uint8Array(512).fill(9))
+    expect(await openFds()).toBe(before + 1) // the O_DSYNC descriptor, opened once
+    await device.writeFua(0, new Uint8Array(512).fill(8))
+    expect(await openFds()).toBe(before + 1)
+    const back = new Uint8Array(512)
+    await device.read(4096, back)
+    expect(back[0]).toBe(9)
+    await device.close()
+    expect(await openFds()).toBe(before - 1) // both descriptors gone (the device's own counted in `before`)
+    const bytes = await readFile(path)
+    expect([bytes[0], bytes[4096]]).toEqual([8, 9])
+  })
+
+  test('refuses what write refuses, before any I/O', async () => {
+    const path = freshPath()
+    const device = await FileDevice.open(path, { create: true, size: 8192 })
+    await expect(device.writeFua(100, new Uint8Array(512))).rejects.toThrow(RangeError)
+    await expect(device.writeFua(8192, new Uint8Array(512))).rejects.toThrow(/past the end/)
+    await device.close()
+    const readOnly = await FileDevice.open(path, { readOnly: true })
+    await expect(readOnly.writeFua(0, new Uint8Array(512))).rejects.toSatisfy(hasCode('SNAPCOW_READ_ONLY'))
+    await readOnly.close()
+    await expect(device.writeFua(0, new Uint8Array(512))).rejects.toSatisfy(hasCode('SNAPCOW_DEVICE_CLOSED'))
+  })
+})
