@@ -93,7 +93,11 @@ export function registerServe(program: Command): void {
           }
         })
         if (options.bind !== undefined && options.bind !== '127.0.0.1' && options.bind !== '::1' && options.bind !== 'localhost') {
-          console.log(`warning: listening on ${options.bind}, not only this machine: anyone who can reach it can read${readOnly ? '' : ' and write'} these images`)
+          // Only PSK with `require` checks who the client is; X.509 here authenticates the server alone.
+          const who = tls?.mode === 'require' && tls.psk !== undefined ? 'anyone holding a key from the PSK file'
+            : tls?.mode === 'require' ? 'anyone who can reach it (TLS encrypts, but client certificates are not checked)'
+              : 'anyone who can reach it'
+          console.log(`warning: listening on ${options.bind}, not only this machine: ${who} can read${readOnly ? '' : ' and write'} these images`)
         }
         const tlsNote = tls === undefined ? '' : tls.mode === 'require' ? ', TLS required' : ', TLS optional'
         console.log(`serving ${Object.keys(exports).join(', ')} on ${server.address}${readOnly ? ' (read-only)' : ''}${tlsNote}; Ctrl-C stops`)
