@@ -9,11 +9,12 @@ import type { BlockDevice, Origin } from '../index.js'
 import { serveNbd, type NbdTlsOptions } from '../nbd.js'
 import { CliError, on, usage } from './fail.js'
 
-interface ServeOptions { socket?: string; port?: string; bind?: string; readOnly?: boolean; tls?: string; tlsCertificates?: string; tlsPsk?: string }
+interface ServeOptions { socket?: string; port?: string; bind?: string; readOnly?: boolean; tls?: string; tlsCertificates?: string; tlsPsk?: string; tlsVerifyPeer?: boolean }
 
 /** serveNbd's `tls` from the flags (undefined: no TLS), or a usage error naming the contradiction. */
-export function tlsOption(options: Pick<ServeOptions, 'tls' | 'tlsCertificates' | 'tlsPsk'>): NbdTlsOptions | undefined {
+export function tlsOption(options: Pick<ServeOptions, 'tls' | 'tlsCertificates' | 'tlsPsk' | 'tlsVerifyPeer'>): NbdTlsOptions | undefined {
   const { tls, tlsCertificates: certificates, tlsPsk: psk } = options
+  if (options.tlsVerifyPeer === true && certificates === undefined) throw usage(undefined, '--tls-verify-peer goes with --tls-certificates DIR')
   if (tls !== undefined && tls !== 'off' && tls !== 'on' && tls !== 'require') throw usage(undefined, `--tls ${tls} is not off, on or require`)
   if (certificates !== undefined && psk !== undefined) throw usage(undefined, 'give --tls-certificates DIR or --tls-psk FILE, not both')
   const credentials = certificates !== undefined ? { certificates } : psk !== undefined ? { psk } : undefined
@@ -25,7 +26,7 @@ export function tlsOption(options: Pick<ServeOptions, 'tls' | 'tlsCertificates' 
     if (tls !== undefined) throw usage(undefined, `--tls ${tls} needs --tls-certificates DIR or --tls-psk FILE`)
     return undefined
   }
-  return { mode: tls ?? 'on', ...credentials }
+  return { mode: tls ?? 'on', ...credentials, ...(options.tlsVerifyPeer === true ? { verifyPeer: true } : {}) }
 }
 
 /** Export names from COW file names (`snap.cow` → `snap`), made unique, never `origin`. */
@@ -52,6 +53,7 @@ export function registerServe(program: Command): void {
     .option('--tls <mode>', 'off, on (clients may use TLS) or require (nothing but TLS); default on with credentials, else off')
     .option('--tls-certificates <dir>', 'TLS with X.509: a folder with ca-cert.pem, server-cert.pem and server-key.pem (as nbdkit)')
     .option('--tls-psk <file>', 'TLS with pre-shared keys: a file of username:hexkey lines (as nbdkit; psktool makes one)')
+    .option('--tls-verify-peer', 'with --tls-certificates: clients need a certificate signed by ca-cert.pem')
     .addHelpText('after', [
       '', 'Examples:',
       '  $ snapcow serve origin.img snap.cow --socket /tmp/snapcow.sock',
@@ -95,6 +97,7 @@ export function registerServe(program: Command): void {
         if (options.bind !== undefined && options.bind !== '127.0.0.1' && options.bind !== '::1' && options.bind !== 'localhost') {
           // Only PSK with `require` checks who the client is; X.509 here authenticates the server alone.
           const who = tls?.mode === 'require' && tls.psk !== undefined ? 'anyone holding a key from the PSK file'
+            : tls?.mode === 'require' && tls.verifyPeer === true ? 'anyone holding a client certificate the CA signed'
             : tls?.mode === 'require' ? 'anyone who can reach it (TLS encrypts, but client certificates are not checked)'
               : 'anyone who can reach it'
           console.log(`warning: listening on ${options.bind}, not only this machine: ${who} can read${readOnly ? '' : ' and write'} these images`)

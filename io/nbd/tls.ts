@@ -27,6 +27,8 @@ export interface NbdTlsOptions {
   readonly certificates?: string | NbdTlsCertificates
   /** A PSK file of `username:hexkey` lines (nbdkit's and qemu's `keys.psk`), or username → key. */
   readonly psk?: string | ReadonlyMap<string, Uint8Array>
+  /** With `certificates`: clients must present a certificate the CA signed (nbdkit's --tls-verify-peer). Default false. */
+  readonly verifyPeer?: boolean
 }
 
 /** Credentials loaded and checked: what each connection's upgrade needs. */
@@ -35,6 +37,8 @@ export interface TlsPolicy {
   readonly context: tls.SecureContext
   /** Username → key, in PSK mode. */
   readonly psk: ReadonlyMap<string, Buffer> | undefined
+  /** Clients must present a certificate signed by the CA. */
+  readonly verifyPeer: boolean
 }
 
 /** OpenSSL's longest pre-shared key (PSK_MAX_PSK_LEN). */
@@ -65,6 +69,11 @@ export function checkTlsOptions(options: NbdTlsOptions): void {
     }
   }
   if (typeof certificates === 'string' && certificates === '') throw new TypeError('serveNbd tls.certificates must be a folder path, not ""')
+  if (options.verifyPeer !== undefined && typeof options.verifyPeer !== 'boolean') throw new TypeError(`serveNbd tls.verifyPeer must be a boolean, not ${String(options.verifyPeer)}`)
+  if (options.verifyPeer === true) {
+    if (certificates === undefined) throw new TypeError('serveNbd tls.verifyPeer goes with certificates (PSK already checks the client)')
+    if (typeof certificates !== 'string' && certificates.ca === undefined) throw new TypeError('serveNbd tls.verifyPeer needs certificates.ca, the CA that signs client certificates')
+  }
   if (typeof psk === 'string' && psk === '') throw new TypeError('serveNbd tls.psk must be a file path, not ""')
   if (psk !== undefined && typeof psk !== 'string') {
     if (!(psk instanceof Map)) throw new TypeError('serveNbd tls.psk must be a file path or a Map of username → key bytes')
@@ -123,7 +132,7 @@ export async function loadTls(options: NbdTlsOptions): Promise<TlsPolicy> {
     const psk = typeof options.psk === 'string'
       ? parsePskFile((await readCredential(options.psk, 'PSK file')).toString('utf8'), options.psk)
       : new Map([...options.psk].map(([user, key]) => [user, Buffer.from(key)]))
-    return { mode: options.mode, context: secureContext({ ...base, ciphers: PSK_CIPHERS }, 'PSK'), psk }
+    return { mode: options.mode, context: secureContext({ ...base, ciphers: PSK_CIPHERS }, 'PSK'), psk, verifyPeer: false }
   }
   const certificates = options.certificates!
   const pems = typeof certificates === 'string'
@@ -134,7 +143,7 @@ export async function loadTls(options: NbdTlsOptions): Promise<TlsPolicy> {
       }
     : certificates
   const where = typeof certificates === 'string' ? `in ${certificates}` : 'given'
-  return { mode: options.mode, context: secureContext({ ...base, ...pems }, `certificates ${where}`), psk: undefined }
+  return { mode: options.mode, context: secureContext({ ...base, ...pems }, `certificates ${where}`), psk: undefined, verifyPeer: options.verifyPeer === true }
 }
 
 function secureContext(options: tls.SecureContextOptions, what: string): tls.SecureContext {
@@ -156,6 +165,8 @@ export function startTls(socket: Socket, policy: TlsPolicy): { socket: tls.TLSSo
   const wrapped = new tls.TLSSocket(socket, {
     isServer: true,
     secureContext: policy.context,
+    // Node asks for a client certificate and fails the handshake without a valid one.
+    ...(policy.verifyPeer ? { requestCert: true, rejectUnauthorized: true } : {}),
     ...(psk === undefined ? {} : { pskCallback: (_socket: tls.TLSSocket, identity: string) => psk.get(identity) ?? null }),
   })
   wrapped.on('error', () => {}) // a failed handshake is reported once, below; later errors end only this socket

@@ -33,6 +33,7 @@ test('contradictory TLS flags are usage errors (exit 2) naming the problem', () 
     [['--tls', 'maybe', '--tls-psk', psk.file], /--tls maybe is not off, on or require/],
     [['--tls', 'off', '--tls-psk', psk.file], /--tls off contradicts --tls-psk/],
     [['--tls-psk', psk.file, '--tls-certificates', dir], /not both/],
+    [['--tls-psk', psk.file, '--tls-verify-peer'], /--tls-verify-peer goes with --tls-certificates DIR/],
   ]
   for (const [args, message] of cases) {
     const run = serve(...args)

@@ -119,6 +119,22 @@ describe('certificates', () => {
     expect(ok.out).toMatch(new RegExp(`export-size: ${SIZE}\\b`))
   })
 
+  clientTest(['nbdinfo', 'qemu-img', 'openssl'], 'verifyPeer: clients with a certificate the CA signed get in; one without gets nothing', async () => {
+    const socket = await serve({ mode: 'require', certificates: certs!.dir, verifyPeer: true })
+    const uri = (d: string) => `nbds+unix:///disk?socket=${socket}&tls-certificates=${d}`
+    const ok = await run('nbdinfo', ['--size', uri(certs!.dir)])
+    expect(ok.code, ok.out).toBe(0)
+    expect(ok.out.trim()).toBe(String(SIZE))
+    const anonymous = await run('nbdinfo', ['--size', uri(certs!.caOnly)])
+    expect(anonymous.code).not.toBe(0)
+    expect(anonymous.out).not.toContain(String(SIZE))
+    const image = ['--image-opts', `driver=nbd,path=${socket},export=disk,tls-creds=tls0,tls-hostname=localhost`]
+    const qemu = await run('qemu-img', ['info', '--object', `tls-creds-x509,id=tls0,endpoint=client,dir=${certs!.dir}`, ...image])
+    expect(qemu.code, qemu.out).toBe(0)
+    const qemuAnonymous = await run('qemu-img', ['info', '--object', `tls-creds-x509,id=tls0,endpoint=client,dir=${certs!.caOnly}`, ...image])
+    expect(qemuAnonymous.code).not.toBe(0)
+  })
+
   clientTest(['qemu-img', 'openssl'], 'qemu-img with tls-creds-x509 checks the CA and the name localhost', async () => {
     const socket = await serve({ mode: 'on', certificates: certs!.dir })
     const x509 = (caDir: string) => ['--object', `tls-creds-x509,id=tls0,endpoint=client,dir=${caDir}`]

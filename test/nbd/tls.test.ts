@@ -158,6 +158,20 @@ describe('tls require (PSK)', () => {
   })
 })
 
+test('close() does not wait on a client stuck in the TLS handshake', async () => {
+  await serve({ mode: 'require', psk: psk.file })
+  const c = await RawClient.connect(served!.socket)
+  await c.greet()
+  c.sendOption(P.NBD_OPT_STARTTLS)
+  expect((await c.optionReply()).type).toBe(P.NBD_REP_ACK)
+  c.write(Buffer.from([0x16, 0x03, 0x01])) // the start of a ClientHello, then silence
+  const started = Date.now()
+  await served!.stop()
+  served = undefined
+  await c.closed
+  expect(Date.now() - started).toBeLessThan(3000)
+})
+
 function optionBytesOf(option: number): Buffer {
   const out = Buffer.alloc(16)
   out.writeBigUInt64BE(P.NBD_OPTS_MAGIC, 0)
@@ -246,6 +260,8 @@ describe('tls options', () => {
     await expect(serveWith({ mode: 'on' })).rejects.toThrow(TypeError)
     await expect(serveWith({ mode: 'on', psk: psk.file, certificates: dir })).rejects.toThrow(/exactly one of certificates/)
     await expect(serveWith({ mode: 'on', psk: new Map() })).rejects.toThrow(RangeError)
+    await expect(serveWith({ mode: 'on', psk: psk.file, verifyPeer: true })).rejects.toThrow(/verifyPeer goes with certificates/)
+    await expect(serveWith({ mode: 'on', certificates: { key: 'k', cert: 'c' }, verifyPeer: true })).rejects.toThrow(/needs certificates.ca/)
     await expect(serveWith({ mode: 'on', psk: new Map([['a:b', Buffer.alloc(4)]]) })).rejects.toThrow(/username "a:b"/)
     await expect(serveWith({ mode: 'on', psk: path.join(dir, 'missing.psk') })).rejects.toMatchObject({ code: 'SNAPCOW_TLS_CREDENTIALS', message: expect.stringMatching(/missing\.psk: no such file/) })
     await expect(serveWith({ mode: 'on', certificates: path.join(dir, 'psk') })).rejects.toMatchObject({ code: 'SNAPCOW_TLS_CREDENTIALS', message: expect.stringMatching(/ca-cert\.pem: no such file/) })
