@@ -7,6 +7,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, expect, test } from 'vitest'
+import { CliError } from '../../cli/fail.js'
+import { tlsOption } from '../../cli/serve.js'
 import { makePsk } from './tls-fixtures.js'
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js')
@@ -27,19 +29,27 @@ function serve(...args: string[]): { code: number | null; err: string } {
 }
 
 test('contradictory TLS flags are usage errors (exit 2) naming the problem', () => {
-  const cases: Array<[string[], RegExp]> = [
-    [['--tls', 'require'], /^snapcow: --tls require needs --tls-certificates DIR or --tls-psk FILE\n$/],
-    [['--tls', 'on'], /--tls on needs/],
-    [['--tls', 'maybe', '--tls-psk', psk.file], /--tls maybe is not off, on or require/],
-    [['--tls', 'off', '--tls-psk', psk.file], /--tls off contradicts --tls-psk/],
-    [['--tls-psk', psk.file, '--tls-certificates', dir], /not both/],
-    [['--tls-psk', psk.file, '--tls-verify-peer'], /--tls-verify-peer goes with --tls-certificates DIR/],
+  const cases: Array<[Parameters<typeof tlsOption>[0], RegExp]> = [
+    [{ tls: 'on' }, /^--tls on needs --tls-certificates DIR or --tls-psk FILE$/],
+    [{ tls: 'maybe', tlsPsk: psk.file }, /--tls maybe is not off, on or require/],
+    [{ tls: 'off', tlsPsk: psk.file }, /--tls off contradicts --tls-psk/],
+    [{ tlsPsk: psk.file, tlsCertificates: dir }, /not both/],
+    [{ tlsPsk: psk.file, tlsVerifyPeer: true }, /--tls-verify-peer goes with --tls-certificates DIR/],
   ]
-  for (const [args, message] of cases) {
-    const run = serve(...args)
-    expect(run.code, args.join(' ')).toBe(2)
-    expect(run.err, args.join(' ')).toMatch(message)
+  for (const [flags, message] of cases) {
+    let error: unknown
+    try { tlsOption(flags) } catch (e) { error = e }
+    expect(error, JSON.stringify(flags)).toBeInstanceOf(CliError)
+    expect((error as CliError).exitCode).toBe(2)
+    expect((error as Error).message, JSON.stringify(flags)).toMatch(message)
   }
+  expect(tlsOption({})).toBeUndefined()
+  expect(tlsOption({ tlsPsk: 'k.psk' })).toEqual({ mode: 'on', psk: 'k.psk' })
+  expect(tlsOption({ tls: 'require', tlsCertificates: 'pki', tlsVerifyPeer: true })).toEqual({ mode: 'require', certificates: 'pki', verifyPeer: true })
+  // And through the program: usage, exit 2.
+  const run = serve('--tls', 'require')
+  expect(run.code).toBe(2)
+  expect(run.err).toBe('snapcow: --tls require needs --tls-certificates DIR or --tls-psk FILE\n')
 })
 
 test('a missing credential file or a bad PSK line is one line naming it (exit 1)', () => {
