@@ -7,6 +7,7 @@
 import type { BlockDevice } from '../block-device.js'
 import { listContexts, parseMetaContextRequest, selectContexts, type MetaContext } from './meta-context.js'
 import { optionReply } from './replies.js'
+import type { NbdTlsMode } from './tls.js'
 import {
   EXPORT_NAME_PADDING,
   MAX_BLOCK_BYTES,
@@ -64,7 +65,7 @@ export interface NbdExport {
 export interface HandshakeIo {
   read(n: number): Promise<Buffer>
   write(bytes: Uint8Array): void
-  readonly tls?: { readonly mode: 'on' | 'require'; startTls(): Promise<void> }
+  readonly tls?: { readonly mode: NbdTlsMode; startTls(): Promise<void> }
 }
 
 /**

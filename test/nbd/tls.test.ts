@@ -114,13 +114,16 @@ describe('tls require (PSK)', () => {
     s.destroy()
   })
 
-  test('a TLS 1.2 PSK client is served too', async () => {
+  test('a TLS 1.2 PSK client is served too; close() hangs up on it', async () => {
     const c = await RawClient.connect(await serve({ mode: 'require', psk: new Map([[psk.user, psk.key]]) }))
     await c.greet()
     const s = await startTls(c, pskClient(psk.key, psk.user, { maxVersion: 'TLSv1.2', ciphers: 'PSK-AES256-GCM-SHA384' }))
     expect((s.socket as tls.TLSSocket).getProtocol()).toBe('TLSv1.2')
     await goAndRead(s)
-    s.destroy()
+    // close() with this TLS client still connected: the server hangs up and close() resolves.
+    await served!.stop()
+    served = undefined
+    await s.closed
   })
 
   test('a wrong key, an unknown username, or garbage instead of a ClientHello ends only that connection', async () => {
