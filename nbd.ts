@@ -2,3 +2,4 @@
 
 export { serveNbd } from './io/nbd/server.js'
 export type { NbdServer, ServeNbdOptions } from './io/nbd/server.js'
+export type { NbdTlsCertificates, NbdTlsMode, NbdTlsOptions } from './io/nbd/tls.js'

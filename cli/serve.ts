@@ -1,16 +1,35 @@
 // cli/serve.ts: `snapcow serve`: the origin and each snapshot stored on a COW file, exported
 // over NBD (snapcow/nbd) as `origin` and one export per snapshot, named after its COW file.
 // Runs until SIGINT or SIGTERM, then lets requests in flight finish and closes everything.
+// TLS flags follow nbdkit's: --tls off|on|require, --tls-certificates DIR, --tls-psk FILE.
 import { basename, extname } from 'node:path'
 import type { Command } from 'commander'
-import { openOrigin } from '../index.js'
+import { openOrigin, SnapcowError } from '../index.js'
 import type { BlockDevice, Origin } from '../index.js'
-import { serveNbd } from '../nbd.js'
-import { on, usage } from './fail.js'
+import { serveNbd, type NbdTlsOptions } from '../nbd.js'
+import { CliError, on, usage } from './fail.js'
 import { claimSocketPath } from './socket-path.js'
 import { openReadOnly, openWritable } from './store.js'
 
-interface ServeOptions { socket?: string; port?: string; bind?: string; readOnly?: boolean }
+interface ServeOptions { socket?: string; port?: string; bind?: string; readOnly?: boolean; tls?: string; tlsCertificates?: string; tlsPsk?: string; tlsVerifyPeer?: boolean }
+
+/** serveNbd's `tls` from the flags (undefined: no TLS), or a usage error naming the contradiction. */
+export function tlsOption(options: Pick<ServeOptions, 'tls' | 'tlsCertificates' | 'tlsPsk' | 'tlsVerifyPeer'>): NbdTlsOptions | undefined {
+  const { tls, tlsCertificates: certificates, tlsPsk: psk } = options
+  if (options.tlsVerifyPeer === true && certificates === undefined) throw usage(undefined, '--tls-verify-peer goes with --tls-certificates DIR')
+  if (tls !== undefined && tls !== 'off' && tls !== 'on' && tls !== 'require') throw usage(undefined, `--tls ${tls} is not off, on or require`)
+  if (certificates !== undefined && psk !== undefined) throw usage(undefined, 'give --tls-certificates DIR or --tls-psk FILE, not both')
+  const credentials = certificates !== undefined ? { certificates } : psk !== undefined ? { psk } : undefined
+  if (tls === 'off') {
+    if (credentials !== undefined) throw usage(undefined, `--tls off contradicts ${certificates !== undefined ? '--tls-certificates' : '--tls-psk'}`)
+    return undefined
+  }
+  if (credentials === undefined) {
+    if (tls !== undefined) throw usage(undefined, `--tls ${tls} needs --tls-certificates DIR or --tls-psk FILE`)
+    return undefined
+  }
+  return { mode: tls ?? 'on', ...credentials, ...(options.tlsVerifyPeer === true ? { verifyPeer: true } : {}) }
+}
 
 /** Export names from COW file names (`snap.cow` → `snap`), made unique, never `origin`. */
 export function exportNames(cows: readonly string[]): string[] {
@@ -33,18 +52,25 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'a TCP port to listen on')
     .option('--bind <addr>', 'the TCP address to listen on (default 127.0.0.1)')
     .option('--read-only', 'export every volume read-only')
+    .option('--tls <mode>', 'off, on (clients may use TLS) or require (nothing but TLS); default on with credentials, else off')
+    .option('--tls-certificates <dir>', 'TLS with X.509: a folder with ca-cert.pem, server-cert.pem and server-key.pem (as nbdkit)')
+    .option('--tls-psk <file>', 'TLS with pre-shared keys: a file of username:hexkey lines (as nbdkit; psktool makes one)')
+    .option('--tls-verify-peer', 'with --tls-certificates: clients need a certificate signed by ca-cert.pem')
     .addHelpText('after', [
       '', 'Examples:',
       '  $ snapcow serve origin.img snap.cow --socket /tmp/snapcow.sock',
       "  $ nbdinfo 'nbd+unix:///snap?socket=/tmp/snapcow.sock'",
       '  $ snapcow serve origin.img snap.cow --port 10809',
       '  $ qemu-img convert -f raw nbd://127.0.0.1:10809/snap backup.img',
+      '  $ snapcow serve origin.img snap.cow --socket /tmp/snapcow.sock --tls require --tls-psk keys.psk',
+      "  $ nbdinfo 'nbds+unix://alice@/snap?socket=/tmp/snapcow.sock&tls-psk-file=keys.psk'",
     ].join('\n'))
     .action(async (originPath: string, cows: string[], options: ServeOptions) => {
       if ((options.socket === undefined) === (options.port === undefined)) throw usage(undefined, 'serve needs exactly one of --socket PATH or --port N')
       const port = options.port === undefined ? undefined : Number(options.port)
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw usage(undefined, `--port ${options.port} is not a TCP port (0–65535)`)
       if (options.bind !== undefined && port === undefined) throw usage(undefined, '--bind goes with --port')
+      const tls = tlsOption(options)
       const readOnly = options.readOnly === true
       // before any file is opened: a busy socket is refused without touching the images
       if (options.socket !== undefined && (await claimSocketPath(options.socket)).removedStale) {
@@ -66,12 +92,26 @@ export function registerServe(program: Command): void {
           exports[names[i]!] = { device: await on(cow, () => origin!.loadSnapshot(cowDevice, { name: names[i]! })), readOnly }
         }
         const where = options.socket !== undefined ? options.socket : `${options.bind ?? '127.0.0.1'}:${port}`
-        const server = await on(where, () => serveNbd({ exports,
-          ...(options.socket !== undefined ? { socket: options.socket } : { port: port!, host: options.bind ?? '127.0.0.1' }) }))
+        const server = await on(where, async () => {
+          try {
+            return await serveNbd({ exports, ...(tls === undefined ? {} : { tls }),
+              ...(options.socket !== undefined ? { socket: options.socket } : { port: port!, host: options.bind ?? '127.0.0.1' }) })
+          } catch (error) {
+            // The message names the credential file and, for a PSK file, the line.
+            if (error instanceof SnapcowError && error.code === 'SNAPCOW_TLS_CREDENTIALS') throw new CliError(undefined, error.message, 1, { cause: error })
+            throw error
+          }
+        })
         if (options.bind !== undefined && options.bind !== '127.0.0.1' && options.bind !== '::1' && options.bind !== 'localhost') {
-          console.log(`warning: listening on ${options.bind}, not only this machine: anyone who can reach it can read${readOnly ? '' : ' and write'} these images`)
+          // Only PSK with `require` checks who the client is; X.509 here authenticates the server alone.
+          const who = tls?.mode === 'require' && tls.psk !== undefined ? 'anyone holding a key from the PSK file'
+            : tls?.mode === 'require' && tls.verifyPeer === true ? 'anyone holding a client certificate the CA signed'
+            : tls?.mode === 'require' ? 'anyone who can reach it (TLS encrypts, but client certificates are not checked)'
+              : 'anyone who can reach it'
+          console.log(`warning: listening on ${options.bind}, not only this machine: ${who} can read${readOnly ? '' : ' and write'} these images`)
         }
-        console.log(`serving ${Object.keys(exports).join(', ')} on ${server.address}${readOnly ? ' (read-only)' : ''}; Ctrl-C stops`)
+        const tlsNote = tls === undefined ? '' : tls.mode === 'require' ? ', TLS required' : ', TLS optional'
+        console.log(`serving ${Object.keys(exports).join(', ')} on ${server.address}${readOnly ? ' (read-only)' : ''}${tlsNote}; Ctrl-C stops`)
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve)
           process.once('SIGTERM', resolve)

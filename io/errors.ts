@@ -24,6 +24,7 @@ export type SnapcowErrorCode =
   | 'SNAPCOW_INTERNAL'
   | 'SNAPCOW_BUSY'
   | 'SNAPCOW_CHUNK_SIZE_MISMATCH'
+  | 'SNAPCOW_TLS_CREDENTIALS'
 
 /**
  * An operational failure with a stable `code`.

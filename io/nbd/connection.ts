@@ -1,6 +1,7 @@
 // io/nbd/connection.ts: one client, from greeting to disconnect. Every request is started as
 // soon as it is parsed and answered when it completes, so many are in flight at once; a
 // malformed stream ends only this connection, and nothing is written to a destroyed socket.
+// After NBD_OPT_STARTTLS the plain socket is swapped for a TLS one (tls.ts).
 
 import type { Socket } from 'node:net'
 import { statusExtents } from './block-status.js'
@@ -9,6 +10,7 @@ import { negotiate, type NbdExport } from './handshake.js'
 import type { MetaContext } from './meta-context.js'
 import { blockStatusReply, doneReply, errorReply, readReply } from './replies.js'
 import { checkRequest, RequestParser, type NbdRequest } from './requests.js'
+import { startTls, type TlsPolicy } from './tls.js'
 import {
   NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
@@ -32,8 +34,9 @@ class ClientGone extends Error {}
 
 /** A live client connection; `close()` stops reading, lets requests in flight finish, then hangs up. */
 export class NbdConnection {
-  readonly #socket: Socket
+  #socket: Socket
   readonly #exports: ReadonlyMap<string, NbdExport>
+  readonly #tls: TlsPolicy | undefined
   readonly #queue = new ByteQueue()
   readonly #parser = new RequestParser(this.#queue)
   #phase: 'handshake' | 'transmission' | 'closing' | 'closed' = 'handshake'
@@ -47,19 +50,42 @@ export class NbdConnection {
   /** Resolves once the socket has closed. */
   readonly closed: Promise<void>
 
-  constructor(socket: Socket, exports: ReadonlyMap<string, NbdExport>) {
+  constructor(socket: Socket, exports: ReadonlyMap<string, NbdExport>, tls?: TlsPolicy) {
     this.#socket = socket
     this.#exports = exports
+    this.#tls = tls
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()))
     socket.on('error', () => {}) // a reset client is a normal end; 'close' follows
     socket.on('close', () => this.#onClose())
-    socket.on('data', (chunk: Buffer) => {
-      if (this.#phase === 'closing' || this.#phase === 'closed') return // nothing more will be parsed
-      this.#queue.push(chunk)
-      this.#pump()
-    })
-    socket.on('drain', () => this.#maybeResume())
+    this.#listen(socket)
     void this.#handshake()
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (this.#phase === 'closing' || this.#phase === 'closed') return // nothing more will be parsed
+    this.#queue.push(chunk)
+    this.#pump()
+  }
+
+  readonly #onDrain = (): void => this.#maybeResume()
+
+  #listen(socket: Socket): void {
+    socket.on('data', this.#onData)
+    socket.on('drain', this.#onDrain)
+  }
+
+  /**
+   * NBD_OPT_STARTTLS was acknowledged: reads, writes and the hang-up go through a TLS socket
+   * from now on. The plain socket still reports 'close' (TLS closes with it, and it with TLS).
+   */
+  async #startTls(): Promise<void> {
+    // The client must wait for STARTTLS's reply before it sends anything: bytes already here are a protocol error.
+    if (this.#queue.length > 0) throw new Error('the client sent data after NBD_OPT_STARTTLS before its reply')
+    this.#socket.off('data', this.#onData).off('drain', this.#onDrain)
+    const upgraded = startTls(this.#socket, this.#tls!)
+    this.#socket = upgraded.socket
+    this.#listen(upgraded.socket)
+    await upgraded.secure
   }
 
   /** Stops taking requests, waits for those in flight, then closes the socket. */
@@ -75,7 +101,8 @@ export class NbdConnection {
   async #handshake(): Promise<void> {
     let result
     try {
-      result = await negotiate({ read: (n) => this.#read(n), write: (bytes) => this.#write(bytes) }, this.#exports)
+      const tls = this.#tls === undefined ? undefined : { mode: this.#tls.mode, startTls: () => this.#startTls() }
+      result = await negotiate({ read: (n) => this.#read(n), write: (bytes) => this.#write(bytes), ...(tls === undefined ? {} : { tls }) }, this.#exports)
     } catch {
       this.#socket.destroy() // the client went away mid-handshake
       return

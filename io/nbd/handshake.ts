@@ -1,11 +1,13 @@
 // io/nbd/handshake.ts: the fixed newstyle handshake (spec "Newstyle negotiation"): greeting,
 // client flags, then options until NBD_OPT_GO or NBD_OPT_EXPORT_NAME picks an export.
-// Supports GO, INFO, LIST, ABORT, STRUCTURED_REPLY, EXPORT_NAME, LIST_META_CONTEXT and
-// SET_META_CONTEXT; other options get ERR_UNSUP.
+// Supports GO, INFO, LIST, ABORT, STRUCTURED_REPLY, EXPORT_NAME, LIST_META_CONTEXT,
+// SET_META_CONTEXT and STARTTLS (when TLS is configured; `require` refuses all but STARTTLS
+// and ABORT before it); other options get ERR_UNSUP.
 
 import type { BlockDevice } from '../block-device.js'
 import { listContexts, parseMetaContextRequest, selectContexts, type MetaContext } from './meta-context.js'
 import { optionReply } from './replies.js'
+import type { NbdTlsMode } from './tls.js'
 import {
   EXPORT_NAME_PADDING,
   MAX_BLOCK_BYTES,
@@ -33,10 +35,13 @@ import {
   NBD_OPT_LIST,
   NBD_OPT_LIST_META_CONTEXT,
   NBD_OPT_SET_META_CONTEXT,
+  NBD_OPT_STARTTLS,
   NBD_OPT_STRUCTURED_REPLY,
   NBD_OPTS_MAGIC,
   NBD_REP_ACK,
   NBD_REP_ERR_INVALID,
+  NBD_REP_ERR_POLICY,
+  NBD_REP_ERR_TLS_REQD,
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
   NBD_REP_INFO,
@@ -52,10 +57,15 @@ export interface NbdExport {
   readonly readOnly: boolean
 }
 
-/** What the handshake needs from the connection: exact-length reads (rejecting once the client is gone) and writes. */
+/**
+ * What the handshake needs from the connection: exact-length reads (rejecting once the client
+ * is gone) and writes; and, when TLS is configured, its mode and `startTls`, which swaps the
+ * socket for a TLS one (after STARTTLS's ACK) and rejects when that fails.
+ */
 export interface HandshakeIo {
   read(n: number): Promise<Buffer>
   write(bytes: Uint8Array): void
+  readonly tls?: { readonly mode: NbdTlsMode; startTls(): Promise<void> }
 }
 
 /**
@@ -168,6 +178,7 @@ export async function negotiate(io: HandshakeIo, exports: ReadonlyMap<string, Nb
   const noZeroes = (clientFlags & NBD_FLAG_C_NO_ZEROES) !== 0
   let structured = false
   let meta: { exportName: string; selected: MetaContext[] } | undefined
+  let secure = false // TLS is up
   const contextsFor = (exp: NbdExport) => (meta !== undefined && meta.exportName === exp.name ? meta.selected : [])
 
   for (;;) {
@@ -178,7 +189,30 @@ export async function negotiate(io: HandshakeIo, exports: ReadonlyMap<string, Nb
     if (length > MAX_OPTION_BYTES) return { kind: 'end', reason: `option ${option} of ${length} bytes is too long` }
     const data = await io.read(length)
 
+    if (io.tls?.mode === 'require' && !secure && option !== NBD_OPT_STARTTLS && option !== NBD_OPT_ABORT) {
+      // FORCEDTLS: nothing about the exports before TLS. EXPORT_NAME cannot be refused, only hung up on.
+      if (option === NBD_OPT_EXPORT_NAME) return { kind: 'end', reason: 'EXPORT_NAME before TLS, which is required' }
+      io.write(errorText(option, NBD_REP_ERR_TLS_REQD, 'this server requires TLS: send NBD_OPT_STARTTLS first'))
+      continue
+    }
+
     switch (option) {
+      case NBD_OPT_STARTTLS: {
+        if (io.tls === undefined) { io.write(errorText(option, NBD_REP_ERR_POLICY, 'TLS is not configured on this server')); break }
+        if (secure) { io.write(errorText(option, NBD_REP_ERR_INVALID, 'TLS is already running')); break }
+        if (length !== 0) { io.write(errorText(option, NBD_REP_ERR_INVALID, 'STARTTLS takes no data')); break }
+        io.write(optionReply(option, NBD_REP_ACK))
+        try {
+          await io.tls.startTls()
+        } catch (cause) {
+          return { kind: 'end', reason: `TLS handshake failed: ${cause instanceof Error ? cause.message : String(cause)}` }
+        }
+        // Haggling starts over inside TLS (no new greeting); nothing agreed in plain text carries over.
+        secure = true
+        structured = false
+        meta = undefined
+        break
+      }
       case NBD_OPT_EXPORT_NAME: {
         const exp = exports.get(data.toString('utf8'))
         // This option has no error reply: the spec's answer to an unknown name is to disconnect.

@@ -1,6 +1,6 @@
 // io/nbd/server.ts: serveNbd, the `snapcow/nbd` entry: a net.Server on a unix socket (mode
-// 0600) or on TCP (127.0.0.1 unless told otherwise) serving any BlockDevice by export name.
-// Connections are independent; see connection.ts for one client's life.
+// 0600) or on TCP (127.0.0.1 unless told otherwise) serving any BlockDevice by export name,
+// optionally with TLS (tls.ts). Connections are independent; see connection.ts for one client's life.
 
 import { chmod } from 'node:fs/promises'
 import net from 'node:net'
@@ -8,6 +8,7 @@ import type { BlockDevice } from '../block-device.js'
 import { NbdConnection } from './connection.js'
 import type { NbdExport } from './handshake.js'
 import { MAX_NAME_BYTES, MIN_BLOCK_BYTES } from './protocol.js'
+import { checkTlsOptions, loadTls, type NbdTlsOptions, type TlsPolicy } from './tls.js'
 
 /** What `serveNbd` serves and where. Give `socket`, or `port` (and optionally `host`). */
 export interface ServeNbdOptions {
@@ -19,6 +20,14 @@ export interface ServeNbdOptions {
   readonly port?: number
   /** TCP address to bind; default 127.0.0.1. */
   readonly host?: string
+  /**
+   * TLS through NBD_OPT_STARTTLS (default: none, STARTTLS is refused with ERR_POLICY). `mode`
+   * `on` lets clients choose; `require` answers every option but STARTTLS and ABORT with
+   * ERR_TLS_REQD until TLS is up. Credentials: `certificates` (an nbdkit folder with
+   * ca-cert.pem, server-cert.pem, server-key.pem, or `{ key, cert, ca? }` PEMs) or `psk` (a
+   * file of `username:hexkey` lines, or a Map of username → key).
+   */
+  readonly tls?: NbdTlsOptions
 }
 
 /** A running server. */
@@ -66,11 +75,14 @@ export async function serveNbd(options: ServeNbdOptions): Promise<NbdServer> {
   if (socket !== undefined && (typeof socket !== 'string' || socket === '')) throw new TypeError(`serveNbd socket must be a path, not ${String(socket)}`)
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new RangeError(`serveNbd port ${port} is not 0-65535`)
   if (typeof host !== 'string' || host === '') throw new TypeError(`serveNbd host must be an address, not ${String(host)}`)
+  if (options.tls !== undefined) checkTlsOptions(options.tls)
+  // Credentials are read before anything listens: a bad file fails serveNbd, not each client.
+  const tls: TlsPolicy | undefined = options.tls === undefined ? undefined : await loadTls(options.tls)
 
   const connections = new Set<NbdConnection>()
   const server = net.createServer((client) => {
     client.setNoDelay(true)
-    const connection = new NbdConnection(client, table)
+    const connection = new NbdConnection(client, table, tls)
     connections.add(connection)
     void connection.closed.then(() => connections.delete(connection))
   })

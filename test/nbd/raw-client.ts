@@ -21,6 +21,11 @@ export class RawClient {
     socket.on('close', () => { this.#ended = true; this.#wake() })
   }
 
+  /** A client over a socket already connected (e.g. a TLS socket wrapping another client's). */
+  static over(socket: net.Socket): RawClient {
+    return new RawClient(socket)
+  }
+
   static connect(socketPath: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
       const s = net.connect(socketPath, () => resolve(new RawClient(s)))
@@ -150,10 +155,10 @@ export function requestBytes(type: number, handle: number, offset: number, lengt
 }
 
 /** A server on a fresh unix socket in a temp directory; `stop()` closes it and removes the directory. */
-export async function startServer(exports: ServeNbdOptions['exports']): Promise<{ server: NbdServer; socket: string; stop(): Promise<void> }> {
+export async function startServer(exports: ServeNbdOptions['exports'], tls?: ServeNbdOptions['tls']): Promise<{ server: NbdServer; socket: string; stop(): Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'snapcow-nbd-'))
   const socket = path.join(dir, 'nbd.sock')
-  const server = await serveNbd({ exports, socket })
+  const server = await serveNbd({ exports, socket, ...(tls === undefined ? {} : { tls }) })
   return {
     server,
     socket,
