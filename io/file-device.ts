@@ -54,16 +54,18 @@ export class FileDevice extends DeviceBase {
   /**
    * A second descriptor of the same open file with O_DSYNC, for forced-unit-access writes:
    * one syscall makes a metadata area durable where write + fdatasync take two threadpool
-   * round trips. Opened on first use through /proc/self/fd (the very same file, never a path
-   * that may have been replaced); `null` when that is not possible (then write + flush).
+   * round trips. Opened with a writable device, through /proc/self/fd (the very same file,
+   * never a path that may have been replaced), so the descriptors a device holds do not change
+   * while it is used; `null` when that is not possible (then write + flush).
    */
-  #dsync: Promise<FileHandle | null> | undefined
+  readonly #dsync: Promise<FileHandle | null> | undefined
 
   private constructor(path: string, handle: FileHandle, size: number, readOnly: boolean, lock: FileLock | undefined) {
     super(size, { flush: true, persistent: true }, { readOnly })
     this.path = path
     this.#handle = handle
     this.#lock = lock
+    this.#dsync = readOnly ? undefined : openDsync(handle.fd)
   }
 
   /**
@@ -163,8 +165,8 @@ export class FileDevice extends DeviceBase {
   /** One O_DSYNC write when the second descriptor could be opened, else write then fdatasync. */
   protected override async _writeFua(offset: ByteOffset, data: Uint8Array): Promise<void> {
     if (this.#lock?.lost !== undefined) throw this.#lock.lost
-    const dsync = await (this.#dsync ??= openDsync(this.#handle.fd))
-    if (dsync === null || this.closed) return super._writeFua(offset, data)
+    const dsync = await this.#dsync
+    if (dsync === null || dsync === undefined || this.closed) return super._writeFua(offset, data)
     return new Promise((resolve, reject) => this.#writeFrom(offset, data, 0, resolve, reject, dsync.fd))
   }
 
