@@ -53,6 +53,8 @@ export type Chunking =
   | { readonly kind: 'boundaries'; readonly delta: number }
 
 export interface StreamPlan {
+  /** Which server: without TLS, with TLS offered, or with TLS required (PSK; this client never speaks TLS). */
+  readonly tls: 'none' | 'on' | 'require'
   readonly clientFlags: number
   readonly options: readonly OptionPlan[]
   readonly finish: 'go' | 'export-name' | 'abort' | 'none'
@@ -142,13 +144,14 @@ const chunkingArb: fc.Arbitrary<Chunking> = fc.oneof(
 
 /** Streams: mostly well-formed handshakes reaching transmission, a third of them left unmutated. */
 export const streamPlan: fc.Arbitrary<StreamPlan> = fc.record({
+  tls: fc.oneof({ weight: 6, arbitrary: fc.constant('none' as const) }, { weight: 2, arbitrary: fc.constant('on' as const) }, { weight: 1, arbitrary: fc.constant('require' as const) }),
   clientFlags: fc.oneof(
     { weight: 10, arbitrary: fc.constant(P.NBD_FLAG_C_FIXED_NEWSTYLE | P.NBD_FLAG_C_NO_ZEROES) },
     { weight: 3, arbitrary: fc.constant(P.NBD_FLAG_C_FIXED_NEWSTYLE) },
     { weight: 1, arbitrary: fc.constantFrom(0, 2, 4, 0x80000001) },
   ),
-  structured: fc.boolean(),
-  setMeta: fc.boolean(),
+  structured: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+  setMeta: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
   metaQueries: fc.subarray(['base:allocation', 'qemu:allocation-depth'], { minLength: 1 }),
   options: fc.array(optionPlan, { maxLength: 4 }),
   finish: fc.oneof({ weight: 10, arbitrary: fc.constant('go' as const) }, { weight: 2, arbitrary: fc.constant('export-name' as const) }, { weight: 1, arbitrary: fc.constantFrom('abort' as const, 'none' as const) }),

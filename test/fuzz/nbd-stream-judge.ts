@@ -16,8 +16,8 @@ export interface Verdict {
   /** `incomplete`: the server owes more bytes (`atBoundary`: none of a reply is cut). */
   readonly state: 'incomplete' | 'complete'
   readonly atBoundary: boolean
-  /** The server must hang up (else it must wait for more input). */
-  readonly closes: boolean
+  /** The server must hang up, or must wait for more input, or (`either`) may do both (a TLS layer given a record's start). */
+  readonly closes: boolean | 'either'
   /** Where the client stream left the server: for the outcome counts. */
   readonly stop: string
   readonly export: string | undefined
@@ -29,7 +29,8 @@ export interface Verdict {
 
 export class JudgeMismatch extends Error {}
 class Incomplete { constructor(readonly atBoundary: boolean) {} }
-class Stop { constructor(readonly why: string, readonly closes: boolean) {} }
+/** Where the client's stream leaves the server; `tlsTail`: what follows is TLS records, not judged. */
+class Stop { constructor(readonly why: string, readonly closes: boolean | 'either', readonly tlsTail = false) {} }
 
 const NBD_ERRNOS = new Set([P.NBD_EPERM, P.NBD_EIO, P.NBD_ENOMEM, P.NBD_EINVAL, P.NBD_ENOSPC, P.NBD_EOVERFLOW, P.NBD_ENOTSUP, P.NBD_ESHUTDOWN])
 const CONTEXTS = ['base:allocation', 'qemu:allocation-depth']
@@ -91,8 +92,11 @@ function expectation(type: number, flags: number, offset: bigint, length: number
   return { ok, errors }
 }
 
+/** The server's TLS setting: none (STARTTLS refused), `on` (offered) or `require` (FORCEDTLS). */
+export type JudgedTls = 'none' | 'on' | 'require'
+
 /** Judges one connection: `client` is every byte sent, `server` every byte received so far. */
-export function judge(client: Buffer, server: Buffer, exports: ReadonlyMap<string, JudgedExport>): Verdict {
+export function judge(client: Buffer, server: Buffer, exports: ReadonlyMap<string, JudgedExport>, tls: JudgedTls = 'none'): Verdict {
   const c = new ClientBytes(client)
   const s = new ServerBytes(server)
   const writes: AcceptedWrite[] = []
@@ -106,7 +110,7 @@ export function judge(client: Buffer, server: Buffer, exports: ReadonlyMap<strin
     if (e instanceof Incomplete) return { state: 'incomplete', atBoundary: e.atBoundary, closes: false, stop: 'incomplete', export: chosen, writes, reads, replies }
     throw e
   }
-  if (s.at !== server.length) fail(`${server.length - s.at} bytes from the server after the last reply it owed (stopped: ${stop.why})`)
+  if (s.at !== server.length && !stop.tlsTail) fail(`${server.length - s.at} bytes from the server after the last reply it owed (stopped: ${stop.why})`)
   return { state: 'complete', atBoundary: true, closes: stop.closes, stop: stop.why, export: chosen, writes, reads, replies }
 
   function walk(): Stop {
@@ -137,6 +141,12 @@ export function judge(client: Buffer, server: Buffer, exports: ReadonlyMap<strin
       const length = head.readUInt32BE(12)
       if (length > P.MAX_OPTION_BYTES) throw new Stop('hangs up: option too long', true)
       const data = c.take(length, 'option data')
+      if (tls === 'require' && option !== P.NBD_OPT_STARTTLS && option !== P.NBD_OPT_ABORT) {
+        // FORCEDTLS: nothing but STARTTLS and ABORT before TLS; EXPORT_NAME has no error reply.
+        if (option === P.NBD_OPT_EXPORT_NAME) throw new Stop('hangs up: EXPORT_NAME before TLS', true)
+        if (answer(option, 'error', []).final !== P.NBD_REP_ERR_TLS_REQD) fail(`option ${option} before TLS: not ERR_TLS_REQD`)
+        continue
+      }
       switch (option) {
         case P.NBD_OPT_EXPORT_NAME: {
           const name = data.toString('utf8')
@@ -148,6 +158,13 @@ export function judge(client: Buffer, server: Buffer, exports: ReadonlyMap<strin
           if (!reply.subarray(10).every((b) => b === 0)) fail('EXPORT_NAME padding is not zeros')
           return { export: name, structured, contextIds: meta !== undefined && meta.export === name ? meta.ids : new Map() }
         }
+        case P.NBD_OPT_STARTTLS:
+          if (tls === 'none' || length !== 0) { answer(option, 'error', []); break }
+          answer(option, 'ack', [])
+          // This client never speaks TLS: bytes after the ACK are a protocol error or a failed TLS handshake.
+          // Whether TLS fails at once or waits for a whole record depends on the bytes: either is fine.
+          if (c.at < client.length) throw new Stop('hangs up: no TLS after STARTTLS', 'either', true)
+          throw new Stop('waits: TLS handshake', false, true)
         case P.NBD_OPT_ABORT:
           answer(option, 'ack', [])
           throw new Stop('hangs up: ABORT', true)
@@ -193,7 +210,7 @@ export function judge(client: Buffer, server: Buffer, exports: ReadonlyMap<strin
           if (option === P.NBD_OPT_SET_META_CONTEXT) meta = r.final === P.NBD_REP_ACK ? { export: request!.export, ids } : undefined
           break
         }
-        default: // STARTTLS (no TLS on this server) and unknown options: an error, and haggling goes on
+        default: // unknown options: an error, and haggling goes on
           answer(option, 'error', [])
       }
     }
@@ -409,3 +426,25 @@ function checkExportInfo(bytes: Buffer, at: number, exp: JudgedExport, what: str
   if (((flags & P.NBD_FLAG_READ_ONLY) !== 0) !== exp.readOnly) fail(`${what}: READ_ONLY flag is ${(flags & P.NBD_FLAG_READ_ONLY) !== 0}, export readOnly ${exp.readOnly}`)
   if ((flags & P.NBD_FLAG_SEND_TRIM) !== 0) fail(`${what}: advertises TRIM, which the judge refuses`)
 }
+
+/**
+ * Every write a stream could have made the server do, found without its replies (for a client
+ * that lost them): each WRITE / WRITE_ZEROES header anywhere in the bytes with an aligned range
+ * inside an export, with the payload that follows it, on every writable export.
+ */
+export function writesAnywhere(client: Buffer, exports: ReadonlyMap<string, JudgedExport>): AcceptedWrite[] {
+  const found: AcceptedWrite[] = []
+  for (let at = client.indexOf(MAGIC); at >= 0 && at + 28 <= client.length; at = client.indexOf(MAGIC, at + 1)) {
+    const type = client.readUInt16BE(at + 6)
+    const offset = client.readBigUInt64BE(at + 16)
+    const length = client.readUInt32BE(at + 24)
+    if (type !== P.NBD_CMD_WRITE && type !== P.NBD_CMD_WRITE_ZEROES) continue
+    const data = type === P.NBD_CMD_WRITE ? client.subarray(at + 28, at + 28 + length) : Buffer.alloc(length)
+    if (data.length !== length || offset % 512n !== 0n || length % 512 !== 0) continue
+    for (const [name, exp] of exports) {
+      if (!exp.readOnly && offset + BigInt(length) <= BigInt(exp.size)) found.push({ export: name, offset: Number(offset), data, acked: false })
+    }
+  }
+  return found
+}
+const MAGIC = Buffer.from([0x25, 0x60, 0x95, 0x13])
