@@ -1,6 +1,7 @@
-// vitest.fuzz.config.ts: the hostile-store fuzzer at nightly size (`npm run test:fuzz`): 10 000
-// mutated stores through loadSnapshot and 200 through `snapcow check` processes; `npm test` runs
-// the same file small. Sizes and the seed can still be set from outside.
+// vitest.fuzz.config.ts: the fuzzers at nightly size (`npm run test:fuzz`): 10 000 mutated
+// stores through loadSnapshot, 200 through `snapcow check` processes, and 1000 fuzzed NBD byte
+// streams against the server; `npm test` runs the same files small. Sizes and the seed can still
+// be set from outside.
 import { defineConfig } from 'vitest/config'
 import SummaryReporter from './test/support/summary-reporter.js'
 
@@ -10,6 +11,7 @@ export default defineConfig({
     env: {
       SNAPCOW_FUZZ_STORES: process.env.SNAPCOW_FUZZ_STORES ?? '10000',
       SNAPCOW_FUZZ_CLI: process.env.SNAPCOW_FUZZ_CLI ?? '200',
+      SNAPCOW_FUZZ_NBD_STREAMS: process.env.SNAPCOW_FUZZ_NBD_STREAMS ?? '1000',
     },
     testTimeout: 3_600_000,
     reporters: ['default', new SummaryReporter()],
