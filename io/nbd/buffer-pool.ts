@@ -1,7 +1,8 @@
-// io/nbd/buffer-pool.ts: a small free-list of reply buffers for one connection, by exact size,
-// keeping at most `maxBytes`. A buffer has one owner at a time: it comes back only when nothing
-// refers to it any more (a READ reply: after the socket's write callback). A recycled buffer
-// still holds this connection's earlier reply; its user overwrites all of it.
+// io/nbd/buffer-pool.ts: a small free-list of one connection's reply buffers (READ replies,
+// done headers), by exact size, keeping at most `maxBytes`. A buffer has one owner at a time:
+// it comes back only when nothing refers to it any more (a reply: after the socket's write
+// callback). A recycled buffer still holds this connection's earlier reply; its user
+// overwrites all of it.
 
 /** Free buffers by size; `acquire` reuses one or allocates a zeroed one, `release` keeps it if there is room. */
 export class BufferPool {

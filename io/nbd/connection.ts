@@ -29,7 +29,7 @@ const MAX_IN_FLIGHT = 64
 const LINGER_MS = 2000
 /** WRITE_ZEROES goes to the device in pieces of at most this many bytes. */
 const ZERO_PIECE_BYTES = 1024 * 1024
-/** Free READ reply buffers a connection keeps for reuse, in bytes, and the longest it keeps. */
+/** Free reply buffers (READ data, done headers) a connection keeps for reuse, in bytes, and the longest it keeps. */
 const POOL_BYTES = 2 * 1024 * 1024
 const POOL_MAX_BUFFER = 1024 * 1024 + 64
 
@@ -159,8 +159,9 @@ export class NbdConnection {
     void this.#perform(request, exp)
   }
 
+  /** Replies batch only while other requests are in flight: at queue depth 1 nothing else will come this turn. */
   #send(reply: Buffer, pooled: boolean): void {
-    if (!this.#replies!.send(reply, pooled)) this.#pause()
+    if (!this.#replies!.send(reply, pooled, this.#inFlight > 1)) this.#pause()
   }
 
   /** Carries out a checked request against the device and sends its reply; never rejects. */
@@ -197,7 +198,7 @@ export class NbdConnection {
         }
         default: // NBD_CMD_CACHE: the range was checked; there is no cache to fill
       }
-      this.#send(doneReply(handle, this.#structured), false)
+      this.#send(doneReply(handle, this.#structured, this.#buffers), true)
     } catch (cause) {
       this.#send(errorReply(handle, NBD_EIO, this.#structured, cause instanceof Error ? cause.message : String(cause)), false)
     } finally {

@@ -70,9 +70,18 @@ export function errorReply(handle: bigint, error: number, structured: boolean, m
   return structured ? structuredError(handle, error, message) : simpleReply(handle, error)
 }
 
-/** The reply to a successful request without data. */
-export function doneReply(handle: bigint, structured: boolean): Buffer {
-  return structured ? structuredNone(handle) : simpleReply(handle, 0)
+/** The reply to a successful request without data; in a buffer from `buffers` (a connection's pool) when given. */
+export function doneReply(handle: bigint, structured: boolean, buffers?: ReplyBuffers): Buffer {
+  if (buffers === undefined) return structured ? structuredNone(handle) : simpleReply(handle, 0)
+  const out = buffers.acquire(structured ? STRUCTURED_REPLY_HEADER_BYTES : SIMPLE_REPLY_BYTES)
+  if (structured) structuredHeader(out, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, handle, 0)
+  else writeSimpleHeader(out, handle, 0)
+  return out
+}
+
+/** Where a reply builder takes its buffer from (a BufferPool); the builder overwrites every byte. */
+export interface ReplyBuffers {
+  acquire(size: number): Buffer
 }
 
 /**
@@ -81,7 +90,7 @@ export function doneReply(handle: bigint, structured: boolean): Buffer {
  * A new buffer is zero-filled, so a device that fails to fill it can never leak old memory;
  * one from `buffers` (a connection's own pool) can hold only what that client was sent before.
  */
-export function readReply(handle: bigint, offset: number, length: number, structured: boolean, buffers?: { acquire(size: number): Buffer }): { reply: Buffer; data: Buffer } {
+export function readReply(handle: bigint, offset: number, length: number, structured: boolean, buffers?: ReplyBuffers): { reply: Buffer; data: Buffer } {
   const start = structured ? STRUCTURED_REPLY_HEADER_BYTES + 8 : SIMPLE_REPLY_BYTES
   const reply = buffers === undefined ? Buffer.alloc(start + length) : buffers.acquire(start + length)
   if (structured) {

@@ -1,7 +1,8 @@
 // io/nbd/reply-writer.ts: puts transmission replies on the socket. Each reply is one write;
-// replies produced in the same event-loop turn leave in one writev (cork now, uncork in
-// setImmediate, after every completion of the poll phase). A pooled reply goes back to its pool
-// only from the socket's write callback, when the socket no longer refers to it.
+// while other requests are in flight, replies produced in the same event-loop turn leave in one
+// writev (cork now, uncork in setImmediate, after every completion of the poll phase). A pooled
+// reply goes back to its pool only from the socket's write callback, when the socket no longer
+// refers to it.
 
 import type { Socket } from 'node:net'
 import type { BufferPool } from './buffer-pool.js'
@@ -36,15 +37,17 @@ export class ReplyWriter {
 
   /**
    * Queues `reply` (from the pool when `pooled`); false when the socket asks the sender to
-   * wait for 'drain'. A socket that is gone takes nothing, and a pooled reply goes straight back.
+   * wait for 'drain'. With `batch` (more replies may come this turn) it waits for the turn's
+   * end; a lone request's reply leaves at once, not behind the rest of the turn's work.
+   * A socket that is gone takes nothing, and a pooled reply goes straight back.
    */
-  send(reply: Buffer, pooled: boolean): boolean {
+  send(reply: Buffer, pooled: boolean, batch = true): boolean {
     const socket = this.#socket
     if (socket.destroyed || !socket.writable) {
       if (pooled && this.#recycling) this.#pool.release(reply)
       return true
     }
-    if (!this.#corked) {
+    if (batch && !this.#corked) {
       this.#corked = true
       socket.cork()
       setImmediate(this.#flush)
