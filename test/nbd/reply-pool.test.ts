@@ -90,8 +90,9 @@ test('the writer gives a pooled reply back only from its write callback, and bat
   await tick()
   expect(released).toEqual([replies[0], replies[2]])
   // A failed write recycles nothing from then on: callbacks may come out of order.
-  writer.send(Buffer.alloc(16, 4), true)
-  await tick()
+  // A lone request's reply (batch false) is written at once, not at the turn's end.
+  writer.send(Buffer.alloc(16, 4), true, false)
+  expect(stream.pending.at(-1)!.chunk[0]).toBe(4)
   stream.pending.at(-1)!.done(new Error('EPIPE'))
   await tick()
   expect(released).toHaveLength(2)
