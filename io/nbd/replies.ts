@@ -95,7 +95,9 @@ export function readReply(handle: bigint, offset: number, length: number, struct
   const reply = buffers === undefined ? Buffer.alloc(start + length) : buffers.acquire(start + length)
   if (structured) {
     structuredHeader(reply, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + length)
-    reply.writeBigUInt64BE(BigInt(offset), STRUCTURED_REPLY_HEADER_BYTES)
+    // The offset as two u32s: it was checked against the export size, so it is a safe integer.
+    reply.writeUInt32BE(Math.floor(offset / 2 ** 32), STRUCTURED_REPLY_HEADER_BYTES)
+    reply.writeUInt32BE(offset >>> 0, STRUCTURED_REPLY_HEADER_BYTES + 4)
   } else {
     writeSimpleHeader(reply, handle, 0)
   }
