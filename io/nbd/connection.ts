@@ -5,10 +5,12 @@
 
 import type { Socket } from 'node:net'
 import { statusExtents } from './block-status.js'
+import { BufferPool } from './buffer-pool.js'
 import { ByteQueue } from './byte-queue.js'
 import { negotiate, type NbdExport } from './handshake.js'
 import type { MetaContext } from './meta-context.js'
 import { blockStatusReply, doneReply, errorReply, readReply } from './replies.js'
+import { ReplyWriter } from './reply-writer.js'
 import { checkRequest, RequestParser, type NbdRequest } from './requests.js'
 import { startTls, type TlsPolicy } from './tls.js'
 import {
@@ -29,6 +31,16 @@ const MAX_IN_FLIGHT = 64
 const LINGER_MS = 2000
 /** WRITE_ZEROES goes to the device in pieces of at most this many bytes. */
 const ZERO_PIECE_BYTES = 1024 * 1024
+/** Free reply buffers (READ data, done headers) a connection keeps for reuse, in bytes, and the longest it keeps. */
+const POOL_BYTES = 2 * 1024 * 1024
+const POOL_MAX_BUFFER = 1024 * 1024 + 64
+
+/** Zeros WRITE_ZEROES hands the device, shared: nothing ever writes into them. */
+let zeros = new Uint8Array(0)
+function zeroPiece(length: number): Uint8Array {
+  if (zeros.length < length) zeros = new Uint8Array(Math.min(ZERO_PIECE_BYTES, Math.max(length, 64 * 1024)))
+  return zeros.subarray(0, length)
+}
 
 class ClientGone extends Error {}
 
@@ -45,6 +57,8 @@ export class NbdConnection {
   #structured = false
   #contexts: readonly MetaContext[] = []
   #inFlight = 0
+  readonly #buffers = new BufferPool(POOL_BYTES, POOL_MAX_BUFFER)
+  #replies: ReplyWriter | undefined
   #paused = false
   #idle: Array<() => void> = []
   /** Resolves once the socket has closed. */
@@ -114,6 +128,7 @@ export class NbdConnection {
     this.#export = result.export
     this.#structured = result.structured
     this.#contexts = result.contexts
+    this.#replies = new ReplyWriter(this.#socket, this.#buffers)
     this.#phase = 'transmission'
     this.#pump()
   }
@@ -163,53 +178,61 @@ export class NbdConnection {
     }
     const refused = checkRequest(request, { size: exp.device.size, readOnly: exp.readOnly, blockStatus: this.#structured && this.#contexts.length > 0 })
     if (refused !== undefined) {
-      this.#write(errorReply(request.handle, refused.error, this.#structured, refused.message))
+      this.#send(errorReply(request.handle, refused.error, this.#structured, refused.message), false)
       return
     }
     this.#inFlight++
     if (this.#inFlight >= MAX_IN_FLIGHT) this.#pause()
-    this.#perform(request, exp).then(
-      (reply) => this.#write(reply),
-      (cause: unknown) => this.#write(errorReply(request.handle, NBD_EIO, this.#structured, cause instanceof Error ? cause.message : String(cause))),
-    ).finally(() => {
+    void this.#perform(request, exp)
+  }
+
+  /** Replies batch only while other requests are in flight: at queue depth 1 nothing else will come this turn. */
+  #send(reply: Buffer, pooled: boolean): void {
+    if (!this.#replies!.send(reply, pooled, this.#inFlight > 1)) this.#pause()
+  }
+
+  /** Carries out a checked request against the device and sends its reply; never rejects. */
+  async #perform(request: NbdRequest, exp: NbdExport): Promise<void> {
+    const { device } = exp
+    const { type, handle, offset, length } = request
+    try {
+      switch (type) {
+        case NBD_CMD_READ: {
+          const { reply, data } = readReply(handle, offset, length, this.#structured, this.#buffers)
+          // A failed read is not given back to the pool: a piece of it may still be in flight.
+          await device.read(offset, data)
+          this.#send(reply, true)
+          return
+        }
+        case NBD_CMD_WRITE:
+          await device.write(offset, request.payload!)
+          if (request.flags & NBD_CMD_FLAG_FUA) await device.flush()
+          break
+        case NBD_CMD_WRITE_ZEROES: {
+          for (let done = 0; done < length; done += ZERO_PIECE_BYTES) {
+            await device.write(offset + done, zeroPiece(Math.min(ZERO_PIECE_BYTES, length - done)))
+          }
+          if (request.flags & NBD_CMD_FLAG_FUA) await device.flush()
+          break
+        }
+        case NBD_CMD_FLUSH:
+          await device.flush()
+          break
+        case NBD_CMD_BLOCK_STATUS: {
+          const reqOne = (request.flags & NBD_CMD_FLAG_REQ_ONE) !== 0
+          this.#send(blockStatusReply(handle, this.#contexts.map((c) => ({ id: c.id, extents: statusExtents(device, c, offset, length, reqOne) }))), false)
+          return
+        }
+        default: // NBD_CMD_CACHE: the range was checked; there is no cache to fill
+      }
+      this.#send(doneReply(handle, this.#structured, this.#buffers), true)
+    } catch (cause) {
+      this.#send(errorReply(handle, NBD_EIO, this.#structured, cause instanceof Error ? cause.message : String(cause)), false)
+    } finally {
       this.#inFlight--
       this.#maybeResume()
       if (this.#inFlight === 0) for (const wake of this.#idle.splice(0)) wake()
-    })
-  }
-
-  /** Carries out a checked request against the device; resolves with the success reply. */
-  async #perform(request: NbdRequest, exp: NbdExport): Promise<Buffer> {
-    const { device } = exp
-    const { type, handle, offset, length } = request
-    switch (type) {
-      case NBD_CMD_READ: {
-        const { reply, data } = readReply(handle, offset, length, this.#structured)
-        await device.read(offset, data)
-        return reply
-      }
-      case NBD_CMD_WRITE:
-        await device.write(offset, request.payload!)
-        if (request.flags & NBD_CMD_FLAG_FUA) await device.flush()
-        break
-      case NBD_CMD_WRITE_ZEROES: {
-        const zeros = new Uint8Array(Math.min(length, ZERO_PIECE_BYTES))
-        for (let done = 0; done < length; done += zeros.length) {
-          await device.write(offset + done, zeros.subarray(0, Math.min(zeros.length, length - done)))
-        }
-        if (request.flags & NBD_CMD_FLAG_FUA) await device.flush()
-        break
-      }
-      case NBD_CMD_FLUSH:
-        await device.flush()
-        break
-      case NBD_CMD_BLOCK_STATUS: {
-        const reqOne = (request.flags & NBD_CMD_FLAG_REQ_ONE) !== 0
-        return blockStatusReply(handle, this.#contexts.map((c) => ({ id: c.id, extents: statusExtents(device, c, offset, length, reqOne) })))
-      }
-      default: // NBD_CMD_CACHE: the range was checked; there is no cache to fill
     }
-    return doneReply(handle, this.#structured)
   }
 
   #pause(): void {

@@ -29,10 +29,14 @@ export function optionReply(option: number, type: number, data: Uint8Array = new
 /** A simple reply with no data (`error` 0 for success). */
 export function simpleReply(handle: bigint, error: number): Buffer {
   const out = Buffer.allocUnsafe(SIMPLE_REPLY_BYTES)
+  writeSimpleHeader(out, handle, error)
+  return out
+}
+
+function writeSimpleHeader(out: Buffer, handle: bigint, error: number): void {
   out.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, 0)
   out.writeUInt32BE(error, 4)
   out.writeBigUInt64BE(handle, 8)
-  return out
 }
 
 function structuredHeader(out: Buffer, flags: number, type: number, handle: bigint, length: number): void {
@@ -66,26 +70,37 @@ export function errorReply(handle: bigint, error: number, structured: boolean, m
   return structured ? structuredError(handle, error, message) : simpleReply(handle, error)
 }
 
-/** The reply to a successful request without data. */
-export function doneReply(handle: bigint, structured: boolean): Buffer {
-  return structured ? structuredNone(handle) : simpleReply(handle, 0)
+/** The reply to a successful request without data; in a buffer from `buffers` (a connection's pool) when given. */
+export function doneReply(handle: bigint, structured: boolean, buffers?: ReplyBuffers): Buffer {
+  if (buffers === undefined) return structured ? structuredNone(handle) : simpleReply(handle, 0)
+  const out = buffers.acquire(structured ? STRUCTURED_REPLY_HEADER_BYTES : SIMPLE_REPLY_BYTES)
+  if (structured) structuredHeader(out, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, handle, 0)
+  else writeSimpleHeader(out, handle, 0)
+  return out
+}
+
+/** Where a reply builder takes its buffer from (a BufferPool); the builder overwrites every byte. */
+export interface ReplyBuffers {
+  acquire(size: number): Buffer
 }
 
 /**
  * A whole successful READ reply with its header written and room for the data: the device
  * reads straight into `data`, and `reply` goes to the socket in one write (no copy).
- * Zero-filled, so a device that fails to fill it can never leak old memory.
+ * A new buffer is zero-filled, so a device that fails to fill it can never leak old memory;
+ * one from `buffers` (a connection's own pool) can hold only what that client was sent before.
  */
-export function readReply(handle: bigint, offset: number, length: number, structured: boolean): { reply: Buffer; data: Buffer } {
-  if (!structured) {
-    const reply = Buffer.alloc(SIMPLE_REPLY_BYTES + length)
-    reply.set(simpleReply(handle, 0), 0)
-    return { reply, data: reply.subarray(SIMPLE_REPLY_BYTES) }
+export function readReply(handle: bigint, offset: number, length: number, structured: boolean, buffers?: ReplyBuffers): { reply: Buffer; data: Buffer } {
+  const start = structured ? STRUCTURED_REPLY_HEADER_BYTES + 8 : SIMPLE_REPLY_BYTES
+  const reply = buffers === undefined ? Buffer.alloc(start + length) : buffers.acquire(start + length)
+  if (structured) {
+    structuredHeader(reply, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + length)
+    // The offset as two u32s: it was checked against the export size, so it is a safe integer.
+    reply.writeUInt32BE(Math.floor(offset / 2 ** 32), STRUCTURED_REPLY_HEADER_BYTES)
+    reply.writeUInt32BE(offset >>> 0, STRUCTURED_REPLY_HEADER_BYTES + 4)
+  } else {
+    writeSimpleHeader(reply, handle, 0)
   }
-  const start = STRUCTURED_REPLY_HEADER_BYTES + 8
-  const reply = Buffer.alloc(start + length)
-  structuredHeader(reply, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, handle, 8 + length)
-  reply.writeBigUInt64BE(BigInt(offset), STRUCTURED_REPLY_HEADER_BYTES)
   return { reply, data: reply.subarray(start) }
 }
 

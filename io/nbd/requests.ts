@@ -1,6 +1,6 @@
 // io/nbd/requests.ts: the transmission phase's input. A streaming parser turns socket chunks
-// into requests (28-byte header, then a WRITE's payload, a view into the chunk when it lies in
-// one), and `checkRequest` decides which requests the server refuses and with which error.
+// into requests (28-byte header read in place, then a WRITE's payload, a view into the chunk
+// when it lies in one), and `checkRequest` decides which requests the server refuses and with which error.
 
 import type { ByteQueue } from './byte-queue.js'
 import {
@@ -38,10 +38,18 @@ export interface NbdRequest {
 /** What the parser found: a request, a stream the server cannot follow, or (undefined) not enough bytes yet. */
 export type ParseResult = { readonly kind: 'request'; readonly request: NbdRequest } | { readonly kind: 'fatal'; readonly reason: string } | undefined
 
-/** Reads requests from a ByteQueue, one at a time, keeping a header whose payload is still arriving. */
+/** A request whose payload may still be arriving; the parser fills `payload` in before handing it out. */
+type Pending = { -readonly [K in keyof NbdRequest]: NbdRequest[K] }
+
+/**
+ * Reads requests from a ByteQueue, one at a time, keeping a header whose payload is still
+ * arriving. A header is read in place from the socket's chunk (copied into one scratch buffer
+ * only when it straddles two), and each request is one object, built once.
+ */
 export class RequestParser {
   readonly #queue: ByteQueue
-  #header: Omit<NbdRequest, 'payload'> | undefined
+  readonly #scratch = Buffer.allocUnsafe(REQUEST_HEADER_BYTES)
+  #header: Pending | undefined
 
   constructor(queue: ByteQueue) {
     this.#queue = queue
@@ -49,16 +57,26 @@ export class RequestParser {
 
   next(): ParseResult {
     if (this.#header === undefined) {
-      const bytes = this.#queue.take(REQUEST_HEADER_BYTES)
-      if (bytes === undefined) return undefined
-      const magic = bytes.readUInt32BE(0)
+      const queue = this.#queue
+      let bytes = queue.contiguous(REQUEST_HEADER_BYTES)
+      let at = 0
+      if (bytes !== undefined) {
+        at = queue.offset
+        queue.skip(REQUEST_HEADER_BYTES)
+      } else {
+        if (!queue.takeInto(this.#scratch)) return undefined
+        bytes = this.#scratch
+      }
+      const magic = bytes.readUInt32BE(at)
       if (magic !== NBD_REQUEST_MAGIC) return { kind: 'fatal', reason: `request magic 0x${magic.toString(16)} is not NBD_REQUEST_MAGIC` }
-      const header = {
-        flags: bytes.readUInt16BE(4),
-        type: bytes.readUInt16BE(6),
-        handle: bytes.readBigUInt64BE(8),
-        offset: Number(bytes.readBigUInt64BE(16)),
-        length: bytes.readUInt32BE(24),
+      const header: Pending = {
+        flags: bytes.readUInt16BE(at + 4),
+        type: bytes.readUInt16BE(at + 6),
+        handle: bytes.readBigUInt64BE(at + 8),
+        // hi·2^32 is exact, so the sum rounds once, as Number(u64) would, without a BigInt.
+        offset: bytes.readUInt32BE(at + 16) * 2 ** 32 + bytes.readUInt32BE(at + 20),
+        length: bytes.readUInt32BE(at + 24),
+        payload: undefined,
       }
       // A payload this long cannot be skipped sensibly: the spec lets the server disconnect.
       if (header.type === NBD_CMD_WRITE && header.length > MAX_BLOCK_BYTES) {
@@ -69,7 +87,8 @@ export class RequestParser {
     }
     const payload = this.#queue.take(this.#header.length)
     if (payload === undefined) return undefined
-    const request = { ...this.#header, payload }
+    const request = this.#header
+    request.payload = payload
     this.#header = undefined
     return { kind: 'request', request }
   }

@@ -41,6 +41,17 @@ test('the parser yields the same requests whatever the chunking (every split poi
   expect(payloads(parseAll(bytes))).toEqual(payloads(whole))
 })
 
+test('offsets are read as u64: past 4 GiB exactly, past 2^53 rounded as Number(u64) rounds', () => {
+  for (const offset of [5n * 2n ** 32n + 4096n, 2n ** 53n + 1n, 2n ** 64n - 1n]) {
+    const queue = new ByteQueue()
+    const bytes = requestBytes(P.NBD_CMD_READ, 1, 0, 512)
+    bytes.writeBigUInt64BE(offset, 16)
+    queue.push(bytes)
+    const r = new RequestParser(queue).next()
+    expect(r?.kind === 'request' && r.request.offset).toBe(Number(offset))
+  }
+})
+
 test('a payload inside one chunk is handed out as a view of it, not a copy', () => {
   const queue = new ByteQueue()
   const parser = new RequestParser(queue)
