@@ -64,7 +64,7 @@ export class NbdConnection {
   /** Resolves once the socket has closed. */
   readonly closed: Promise<void>
 
-  constructor(socket: Socket, exports: ReadonlyMap<string, NbdExport>, tls?: TlsPolicy) {
+  constructor(socket: Socket, exports: ReadonlyMap<string, NbdExport>, tls?: TlsPolicy, handshakeTimeoutMs = Infinity) {
     this.#socket = socket
     this.#exports = exports
     this.#tls = tls
@@ -72,7 +72,11 @@ export class NbdConnection {
     socket.on('error', () => {}) // a reset client is a normal end; 'close' follows
     socket.on('close', () => this.#onClose())
     this.#listen(socket)
-    void this.#handshake()
+    // A client that never picks an export is dropped: half-open clients must not pile up.
+    const deadline = Number.isFinite(handshakeTimeoutMs)
+      ? setTimeout(() => { if (this.#phase === 'handshake') this.#socket.destroy() }, handshakeTimeoutMs).unref()
+      : undefined
+    void this.#handshake().finally(() => clearTimeout(deadline))
   }
 
   readonly #onData = (chunk: Buffer): void => {

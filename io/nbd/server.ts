@@ -28,6 +28,12 @@ export interface ServeNbdOptions {
    * file of `username:hexkey` lines, or a Map of username → key).
    */
   readonly tls?: NbdTlsOptions
+  /**
+   * Milliseconds a client may take from connecting to choosing an export (TLS included); one
+   * that takes longer is dropped, so idle half-open clients cannot pile up. Default 10 000
+   * (qemu-nbd's); `Infinity` turns it off.
+   */
+  readonly handshakeTimeoutMs?: number
 }
 
 /** A running server. */
@@ -37,6 +43,9 @@ export interface NbdServer {
   /** Stops accepting, lets each client's requests in flight finish, then closes every connection. Devices stay open. */
   close(): Promise<void>
 }
+
+/** How long a client may take to pick an export unless serveNbd is told otherwise (qemu-nbd's 10 s). */
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
 
 function isDevice(value: unknown): value is BlockDevice {
   const d = value as BlockDevice | null
@@ -75,6 +84,10 @@ export async function serveNbd(options: ServeNbdOptions): Promise<NbdServer> {
   if (socket !== undefined && (typeof socket !== 'string' || socket === '')) throw new TypeError(`serveNbd socket must be a path, not ${String(socket)}`)
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new RangeError(`serveNbd port ${port} is not 0-65535`)
   if (typeof host !== 'string' || host === '') throw new TypeError(`serveNbd host must be an address, not ${String(host)}`)
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
+  if (typeof handshakeTimeoutMs !== 'number' || !(handshakeTimeoutMs > 0)) {
+    throw new RangeError(`serveNbd handshakeTimeoutMs must be a positive number of milliseconds (or Infinity), not ${String(options.handshakeTimeoutMs)}`)
+  }
   if (options.tls !== undefined) checkTlsOptions(options.tls)
   // Credentials are read before anything listens: a bad file fails serveNbd, not each client.
   const tls: TlsPolicy | undefined = options.tls === undefined ? undefined : await loadTls(options.tls)
@@ -82,7 +95,7 @@ export async function serveNbd(options: ServeNbdOptions): Promise<NbdServer> {
   const connections = new Set<NbdConnection>()
   const server = net.createServer((client) => {
     client.setNoDelay(true)
-    const connection = new NbdConnection(client, table, tls)
+    const connection = new NbdConnection(client, table, tls, handshakeTimeoutMs)
     connections.add(connection)
     void connection.closed.then(() => connections.delete(connection))
   })
