@@ -38,8 +38,14 @@ export class FaultDevice implements BlockDevice {
 
   constructor(readonly inner: BlockDevice, plan?: FaultPlan) {
     this.supports = inner.supports
+    // Forced-unit-access writes pass through (and count as writes) when the inner device has them.
+    const fua = inner.writeFua?.bind(inner)
+    if (fua !== undefined) this.writeFua = (offset, data) => this.#run('write', offset, data.length, () => fua(offset, data))
     if (plan !== undefined) this.arm(plan)
   }
+
+  /** Present when the inner device has it: a write that is durable once it completes. */
+  readonly writeFua: ((offset: number, data: Uint8Array) => Promise<void>) | undefined
 
   /** Follows `plan` from now on: its counts start at the next request. */
   arm(plan: FaultPlan): void {

@@ -45,6 +45,18 @@ describe('FaultDevice', () => {
     await dev.read(0, new Uint8Array(512))
   })
 
+  test('forced-unit-access writes pass through when the inner device has them, and count as writes', async () => {
+    const inner = new MemoryDevice(4096)
+    const dev = new FaultDevice(inner, { op: 'write', nth: 2 })
+    await dev.writeFua!(0, block(4))
+    await expect(dev.writeFua!(512, block(5))).rejects.toMatchObject({ code: 'EIO' })
+    const back = new Uint8Array(1024)
+    await inner.read(0, back)
+    expect([back[0], back[512]]).toEqual([4, 0])
+    const plain = { size: 4096, read: inner.read.bind(inner), write: inner.write.bind(inner), flush: inner.flush.bind(inner), close: inner.close.bind(inner) }
+    expect(new FaultDevice(plain).writeFua).toBeUndefined()
+  })
+
   test('a bad plan is refused before any I/O, naming the field', () => {
     const inner = new MemoryDevice(4096)
     expect(() => new FaultDevice(inner).arm({ nth: -1 })).toThrow(/got -1/)
