@@ -31,8 +31,12 @@ const MAX_IN_FLIGHT = 64
 const LINGER_MS = 2000
 /** WRITE_ZEROES goes to the device in pieces of at most this many bytes. */
 const ZERO_PIECE_BYTES = 1024 * 1024
-/** Free reply buffers (READ data, done headers) a connection keeps for reuse, in bytes, and the longest it keeps. */
-const POOL_BYTES = 2 * 1024 * 1024
+/**
+ * Free reply buffers (READ data, done headers) a connection keeps for reuse, in bytes, and the
+ * longest it keeps: one sequential 1 MiB reply, or a QD64 of 4 KiB ones. Every client holds
+ * its own (64 connections: up to 68 MiB), so it is no more than one big buffer.
+ */
+const POOL_BYTES = 1024 * 1024 + 64 * 1024
 const POOL_MAX_BUFFER = 1024 * 1024 + 64
 
 /** Zeros WRITE_ZEROES hands the device, shared: nothing ever writes into them. */
