@@ -245,11 +245,16 @@ const openDescriptors = (target: string) => readdirSync('/proc/self/fd').filter(
   try { return readlinkSync(`/proc/self/fd/${fd}`) === target } catch { return false }
 }).length
 
-/** Requests issued one after another until one rejects (the journal file's failure shows up). */
-async function firstRejection(request: () => Promise<unknown>, tries = 50): Promise<{ error: unknown }> {
+/**
+ * Requests issued one after another until one rejects (the journal file's failure shows up).
+ * Each try waits a turn of the event loop: the failed file write is reported by a threadpool
+ * callback, which a loop of requests that resolve as microtasks would never let run.
+ */
+async function firstRejection(request: () => Promise<unknown>, tries = 500): Promise<{ error: unknown }> {
   for (let i = 0; i < tries; i++) {
     const error = await request().then(() => undefined, (e: unknown) => e)
     if (error !== undefined) return { error }
+    await new Promise((resolve) => setTimeout(resolve, 2))
   }
   throw new Error(`no request failed in ${tries} tries`)
 }
