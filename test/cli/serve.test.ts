@@ -2,24 +2,23 @@
 // writing with verification, two clients on two exports at once; and the socket rules: a busy
 // socket or port is refused and left to its server, a stale socket is replaced, a file is not.
 // The client tests skip, naming the binary, when it is not installed (.ci/run installs them).
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
 import { FileDevice, openOrigin } from '../../index.js'
 import * as P from '../../io/nbd/protocol.js'
 import { pattern, RawClient } from '../nbd/raw-client.js'
+import { installed, runTool } from '../support/tools.js'
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js')
 const SIZE = 8 << 20
 let dir: string
 const file = (name: string): string => path.join(dir, name)
 
-const installed = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0
 /** fio counts only with its nbd engine (Debian's has it built in). */
 const usable = (bin: string) => installed(bin) && (bin !== 'fio' || spawnSync('fio', ['--enghelp=nbd']).status === 0)
 /** A test that runs only when every binary is installed; its name says which are missing. */
@@ -35,16 +34,7 @@ function snapcow(...args: string[]): { code: number | null; out: string; err: st
   return { code: run.status, out: run.stdout, err: run.stderr }
 }
 
-const exec = promisify(execFile)
-async function run(bin: string, args: string[]): Promise<{ code: number; out: string; stdout: string }> {
-  try {
-    const { stdout, stderr } = await exec(bin, args, { cwd: dir, encoding: 'utf8', timeout: 20_000, maxBuffer: 1 << 24 })
-    return { code: 0, out: stdout + stderr, stdout }
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string }
-    return { code: typeof err.code === 'number' ? err.code : -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}`, stdout: err.stdout ?? '' }
-  }
-}
+const run = (bin: string, args: string[]) => runTool(bin, args, { cwd: dir, timeoutMs: 20_000 })
 
 const running = new Set<ChildProcess>()
 interface Served { address: string; out: () => string; stop(): Promise<{ code: number | null; out: string; err: string }> }

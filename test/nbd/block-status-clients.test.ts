@@ -2,17 +2,17 @@
 // `nbdinfo --map=qemu:allocation-depth` and `qemu-img map --output=json` (plain, and with
 // qemu's x-dirty-bitmap=qemu:allocation-depth view), checked against the chunks the test
 // copied and Snapshot.extents(). Skips, saying which binary is missing, without the clients.
-import { execFile, spawnSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { afterEach, beforeEach, expect, test } from 'vitest'
 import { openOrigin, type Origin } from '../../actors/origin-volume.js'
 import type { Snapshot } from '../../actors/snapshot-volume.js'
 import { pattern, startServer } from './raw-client.js'
 import { MemoryDevice } from '../../io/memory-device.js'
+import { installed } from '../support/tools.js'
 
 const CHUNK = 4096
 const SIZE = 4 << 20
-const installed = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0
 
 /** A test that runs only when `bin` is installed; its name says when it is not. */
 function clientTest(bin: string, name: string, body: () => Promise<void>): void {

@@ -1,19 +1,17 @@
 // Real NBD clients from Debian (libnbd-bin: nbdinfo, nbdcopy; qemu-utils: qemu-io, qemu-img)
 // against the server, serving a MemoryDevice and a snapcow origin with a snapshot. Each test
 // skips, saying which binary is missing, when a client is not installed (.ci/run installs them).
-import { execFile, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 import { openOrigin } from '../../actors/origin-volume.js'
 import type { BlockDevice } from '../../io/block-device.js'
 import { MemoryDevice } from '../../io/memory-device.js'
 import { pattern, startServer } from './raw-client.js'
+import { installed, runTool } from '../support/tools.js'
 
 const SIZE = 4 << 20
-const installed = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0
 const missing = (...bins: string[]) => bins.filter((b) => !installed(b))
 const absentClients = missing('nbdinfo', 'nbdcopy', 'qemu-io', 'qemu-img')
 if (absentClients.length > 0) {
@@ -27,16 +25,7 @@ function clientTest(bins: string[], name: string, body: () => Promise<void>): vo
   else test(name, body, 30_000)
 }
 
-const exec = promisify(execFile)
-async function run(bin: string, args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const { stdout, stderr } = await exec(bin, args, { encoding: 'utf8', timeout: 20_000, maxBuffer: 1 << 24 })
-    return { code: 0, out: stdout + stderr }
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string }
-    return { code: typeof err.code === 'number' ? err.code : -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` }
-  }
-}
+const run = (bin: string, args: string[]) => runTool(bin, args, { timeoutMs: 20_000 })
 
 interface Setup {
   exports: Record<string, BlockDevice | { device: BlockDevice; readOnly?: boolean }>

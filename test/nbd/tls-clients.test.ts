@@ -1,19 +1,17 @@
 // Real TLS clients against serveNbd with `tls`: libnbd's (nbdinfo, nbdcopy with nbds+unix URIs
 // and tls-psk-file / tls-certificates) and qemu's (qemu-img with tls-creds-psk / tls-creds-x509
 // objects). Each test skips, naming the binary, when a client (or openssl) is not installed.
-import { execFile, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { MemoryDevice } from '../../io/memory-device.js'
 import type { ServeNbdOptions } from '../../io/nbd/server.js'
 import { pattern, startServer } from './raw-client.js'
 import { hasOpenssl, makeCertificates, makePsk } from './tls-fixtures.js'
+import { installed, runTool } from '../support/tools.js'
 
 const SIZE = 2 << 20
-const installed = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0
 
 /** A test that runs only when every binary is installed; its name says which are missing. */
 function clientTest(bins: string[], name: string, body: () => Promise<void>): void {
@@ -22,16 +20,7 @@ function clientTest(bins: string[], name: string, body: () => Promise<void>): vo
   else test(name, body, 10_000)
 }
 
-const exec = promisify(execFile)
-async function run(bin: string, args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const { stdout, stderr } = await exec(bin, args, { encoding: 'utf8', timeout: 9_000, maxBuffer: 1 << 24 })
-    return { code: 0, out: stdout + stderr }
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string }
-    return { code: typeof err.code === 'number' ? err.code : -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` }
-  }
-}
+const run = (bin: string, args: string[]) => runTool(bin, args, { timeoutMs: 9_000 })
 
 let dir: string
 let psk: ReturnType<typeof makePsk>

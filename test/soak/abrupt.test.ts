@@ -3,7 +3,7 @@
 // reset with writes in flight, fio and qemu-io killed with SIGKILL. The server must not crash,
 // its descriptors go back to where they were, its memory stays bounded, and every write it
 // acknowledged is there afterwards. Sizes: test/soak/sizes.ts.
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import * as P from '../../io/nbd/protocol.js'
 import { seededRandom } from '../../testing/seeded-random.js'
@@ -11,6 +11,7 @@ import { RawClient, requestBytes } from '../nbd/raw-client.js'
 import { initialBytes, MiB, serveImages, settleTo, type Served } from './served.js'
 import { NbdSession } from './session.js'
 import { figure, SOAK } from './sizes.js'
+import { installed } from '../support/tools.js'
 
 const BLOCK = 4096
 const WRITERS = 8
@@ -160,7 +161,6 @@ test('writers reset with writes in flight: every acknowledged write is there, un
   expect(acknowledged).toBeGreaterThan(0)
 }, 600_000)
 
-const installed = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0
 const killTest = installed('fio') && installed('qemu-io') ? test : test.skip
 
 killTest('fio and qemu-io killed with SIGKILL mid-I/O: the server goes on, descriptors back to baseline', async () => {
