@@ -193,6 +193,17 @@ export class CrashDevice implements BlockDevice {
   /** Writes submitted and not completed (only with a delay). */
   get writesInFlight(): number { return this.#inFlight.size }
 
+  /**
+   * Cuts the power now: this device (and every device sharing its clock) refuses every later
+   * request and completion. Returns what a restart finds, as `crash(mode)` does.
+   * @example
+   * const restarted = cow.cut({ random: seededRandom(seed) }) // some unflushed writes kept, some torn
+   */
+  cut(mode: CrashMode | RandomCut = 'lose-unflushed'): MemoryDevice {
+    this.clock.cut()
+    return this.crash(mode)
+  }
+
   /** The bytes a restart after a crash now would find, as a fresh MemoryDevice. */
   crash(mode: CrashMode | RandomCut = 'lose-unflushed'): MemoryDevice {
     const image = this.#durable.slice()

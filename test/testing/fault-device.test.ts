@@ -3,7 +3,7 @@
 // as the kernel does: a failed COW write invalidates that snapshot only.
 import { describe, expect, test } from 'vitest'
 import { MemoryDevice, openOrigin } from '../../index.js'
-import { FaultDevice } from '../../testing.js'
+import { CrashDevice, CrashedError, FaultDevice, seededRandom } from '../../testing.js'
 
 const block = (value: number) => new Uint8Array(512).fill(value)
 
@@ -81,5 +81,26 @@ describe('FaultDevice', () => {
     expect(back[0]).toBe(0)
     expect(faulty.faultsInjected).toBe(1)
     await origin.close()
+  })
+})
+
+describe('CrashDevice.cut', () => {
+  test('cuts the power now: later requests fail, and the image keeps flushed writes and loses or keeps unflushed ones', async () => {
+    const dev = new CrashDevice(new Uint8Array(4096))
+    await dev.write(0, block(1))
+    await dev.flush()
+    await dev.write(512, block(2))
+    const lost = dev.cut()
+    await expect(dev.write(1024, block(3))).rejects.toBeInstanceOf(CrashedError)
+    const back = new Uint8Array(1024)
+    await lost.read(0, back)
+    expect([back[0], back[512]]).toEqual([1, 0])
+    const seen = new Set<number>()
+    for (let seed = 0; seed < 16; seed++) {
+      await dev.cut({ random: seededRandom(seed) }).read(0, back)
+      expect(back[0]).toBe(1)
+      seen.add(back[512]!)
+    }
+    expect([...seen].sort()).toEqual([0, 2]) // a random cut keeps some unflushed writes and loses others
   })
 })
