@@ -93,6 +93,17 @@ export class SnapshotCore {
     while (this.live.size > 0 || this.ioInFlight > 0) await new Promise<void>((resolve) => this.#quietWaiters.push(resolve))
   }
 
+  /**
+   * Quiet, and the store has nothing left to write either: the `valid = 0` header of an
+   * invalidation (with its retries) and the commits of exceptions whose origin writes an
+   * invalidation let go on. Before this, the COW device must not be let go.
+   */
+  async whenSettled(): Promise<void> {
+    await this.whenQuiet()
+    await this.invalidation
+    await this.store.idle()
+  }
+
   /** Wakes whenQuiet() after an exception or an I/O finished. */
   settled(): void {
     if (this.live.size === 0 && this.ioInFlight === 0) for (const resolve of this.#quietWaiters.splice(0)) resolve()

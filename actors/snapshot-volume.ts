@@ -140,7 +140,7 @@ export class Snapshot extends DeviceBase {
       // start an exception here while the ones in flight finish.
       await this.engine.admission.quiesce()
       try {
-        await this.core.whenQuiet()
+        await this.core.whenSettled()
         this.engine.detach(this.core)
       } finally {
         this.engine.admission.resume()

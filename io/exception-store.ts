@@ -28,6 +28,12 @@ export interface ExceptionStore {
   commit(oldChunk: OldChunk, newChunk: NewChunk, copyOk: boolean): Promise<boolean>
   /** Marks the store invalid (persistently for P). */
   invalidate(): Promise<void>
+  /**
+   * Resolves once every device request the store has started or queued is done (commits of
+   * an invalid store and its `valid = 0` header included). drop() waits for it, so a COW
+   * device is never let go with a store write still to come.
+   */
+  idle(): Promise<void>
   /** Space use for the status line. */
   usage(): StoreUsage
 }

@@ -212,6 +212,10 @@ export class PersistentStore implements ExceptionStore {
     })
   }
 
+  idle(): Promise<void> {
+    return this.#io.run(() => Promise.resolve())
+  }
+
   /** Merge, first step (the kernel's prepare_merge): the last run of consecutive records, or undefined when the table is empty. */
   prepareMerge(): Promise<MergeRun | undefined> {
     return this.#io.run(async () => {

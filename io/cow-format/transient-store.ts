@@ -48,6 +48,11 @@ export class TransientStore implements ExceptionStore {
     return Promise.resolve()
   }
 
+  /** A transient store writes no metadata: nothing is ever queued. */
+  idle(): Promise<void> {
+    return Promise.resolve()
+  }
+
   usage(): StoreUsage {
     return {
       allocatedSectors: asSector(this.#nextFreeSector),
