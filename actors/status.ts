@@ -1,4 +1,5 @@
 // actors/status.ts: a snapshot's status as `dmsetup status` prints it (spec §14, §18).
+import { errorCode } from './journal/replayed-device-error.js'
 import type { SnapshotCore } from './snapshot-core.js'
 
 /** A snapshot's state and space use, as `snapshot.status()` reports them. */
@@ -28,7 +29,8 @@ export function snapshotStatus(s: SnapshotCore, volumeSectors: number): Snapshot
     : s.overflowed ? ['overflow', 'Overflow'] as const
     : [merge ?? 'active', `${usage.allocatedSectors}/${usage.totalSectors} ${usage.metadataSectors}`] as const
   const warning = s.invalidationError !== undefined
-    ? `the COW device refused the header that marks this snapshot invalid (${s.invalidationError.message}); ` +
+    // Named by its code, as the journal records it, so a replay reports the same warning.
+    ? `the COW device refused the header that marks this snapshot invalid (${errorCode(s.invalidationError)}); ` +
       'its store still says valid: do not load it again, its content is no longer the snapshot'
     : s.internalError !== undefined ? `stopped by an internal error (a bug in snapcow): ${s.internalError.message}` : undefined
   return { state, ...numbers, line: `0 ${volumeSectors} ${target} ${word}`, ...(warning !== undefined ? { warning } : {}) }
