@@ -112,8 +112,10 @@ export class Snapshot extends DeviceBase {
 
   /**
    * Detaches the snapshot without merging: new I/O to it rejects, what is in flight finishes,
-   * then later origin writes no longer copy for it. Its COW device keeps a valid store that
-   * `loadSnapshot` can open again. The COW device is not closed. Refused (SNAPCOW_MERGING)
+   * then later origin writes no longer copy for it. It resolves once the store has nothing
+   * left to write either (an Invalid snapshot's `valid = 0` header is durable by then), so the
+   * COW device can be closed at once. Its COW device keeps a store that `loadSnapshot` can open
+   * again (valid unless the snapshot went Invalid). The COW device is not closed. Refused (SNAPCOW_MERGING)
    * while its merge runs, or once a merge stopped or failed part way: the origin then reads
    * through this snapshot's COW, so detaching it would lose what the origin shows; run
    * `merge()` again to finish.
