@@ -154,7 +154,15 @@ export class Origin extends DeviceBase {
       }
       store = new TransientStore(cow, checked.chunkSectors)
     }
-    return this.#attach(cow, store, new CompletedTable(), checked.overflow, true)
+    try {
+      return await this.#attach(cow, store, new CompletedTable(), checked.overflow, true)
+    } catch (error) {
+      // Refused at activation (a merge started while the store was written): the COW reads
+      // as "no store" again, as if createSnapshot had never run, so no empty store is left
+      // behind that a later createSnapshot would refuse without force.
+      if (checked.persistent) await eraseHeader(cow).catch(() => undefined)
+      throw error
+    }
   }
 
   /**
@@ -340,4 +348,10 @@ export async function openOrigin(device: BlockDevice, options: OpenOriginOptions
     releaseAll(token)
     throw error
   }
+}
+
+/** Zeroes the header's first sector (magic 0: no store, spec §9.1) and makes it durable. */
+async function eraseHeader(cow: BlockDevice): Promise<void> {
+  await cow.write(0, new Uint8Array(SECTOR_BYTES))
+  await cow.flush()
 }

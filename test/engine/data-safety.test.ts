@@ -277,6 +277,9 @@ describe('bug 7: createSnapshot while another snapshot merges', () => {
     await expect(created).rejects.toMatchObject({ code: 'SNAPCOW_MERGING' })
     await merged
     expect(origin.snapshots).toEqual([])
+    // The store written before the refusal is erased: the COW holds no store, as before.
+    await expect(origin.loadSnapshot(cow)).rejects.toMatchObject({ code: 'SNAPCOW_NO_STORE' })
+    expect((await origin.createSnapshot(cow, { chunkSize: CHUNK })).status().state).toBe('active')
   })
 })
 
