@@ -67,6 +67,9 @@ test.each<[string, number, number, WorkloadOptions]>([
   ['createSnapshot during a merge snapshots the raw origin device', 7, Number.POSITIVE_INFINITY, {}],
   // Found by the nightly run: the test's own model missed a merge that took over just before the cut.
   ['a cut right after a merge took over: the restart resumes that merge', 30, 279, {}],
+  // Found by the nightly run: a snapshot created as another merge ended was left out of the
+  // restart, so its own merge (taken over, then stopped) was not resumed.
+  ['a snapshot created as a merge ended, merged and stopped: the restart resumes its merge', 203, 273, {}],
 ])('regression: %s (seed %i, cut at request %s)', async (_name, seed, cutAt, options) => {
   const { failure } = await cutAndRestart(seed, cutAt, options)
   if (failure !== undefined) console.error(failure)
