@@ -5,6 +5,7 @@
 
 import type { Socket } from 'node:net'
 import { statusExtents } from './block-status.js'
+import type { BufferBudget } from './buffer-budget.js'
 import { BufferPool } from './buffer-pool.js'
 import { ByteQueue } from './byte-queue.js'
 import { negotiate, type NbdExport } from './handshake.js'
@@ -27,6 +28,12 @@ import {
 
 /** Requests in flight before the connection stops reading (resumes below half). */
 const MAX_IN_FLIGHT = 64
+/**
+ * Bytes one connection may hold (WRITE payloads until done, READ replies until the socket took
+ * them) before it stops reading requests (resumes below half): two of the largest requests.
+ * Without it a client that does not read its replies makes the server buffer 64 × 32 MiB.
+ */
+const MAX_HELD_BYTES = 64 * 1024 * 1024
 /** How long a hang-up waits for queued replies to drain before it drops the socket. */
 const LINGER_MS = 2000
 /** WRITE_ZEROES goes to the device in pieces of at most this many bytes. */
@@ -64,14 +71,19 @@ export class NbdConnection {
   readonly #buffers = new BufferPool(POOL_BYTES, POOL_MAX_BUFFER)
   #replies: ReplyWriter | undefined
   #paused = false
+  /** Bytes this connection holds, charged to the server's budget too. */
+  #held = 0
+  readonly #budget: BufferBudget | undefined
+  readonly #onRoom = (): void => this.#maybeResume()
   #idle: Array<() => void> = []
   /** Resolves once the socket has closed. */
   readonly closed: Promise<void>
 
-  constructor(socket: Socket, exports: ReadonlyMap<string, NbdExport>, tls?: TlsPolicy, handshakeTimeoutMs = Infinity) {
+  constructor(socket: Socket, exports: ReadonlyMap<string, NbdExport>, tls?: TlsPolicy, handshakeTimeoutMs = Infinity, budget?: BufferBudget) {
     this.#socket = socket
     this.#exports = exports
     this.#tls = tls
+    this.#budget = budget
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()))
     socket.on('error', () => {}) // a reset client is a normal end; 'close' follows
     socket.on('close', () => this.#onClose())
@@ -136,7 +148,7 @@ export class NbdConnection {
     this.#export = result.export
     this.#structured = result.structured
     this.#contexts = result.contexts
-    this.#replies = new ReplyWriter(this.#socket, this.#buffers)
+    this.#replies = new ReplyWriter(this.#socket, this.#buffers, this.#release)
     this.#phase = 'transmission'
     this.#pump()
   }
@@ -166,6 +178,10 @@ export class NbdConnection {
       return
     }
     while (this.#phase === 'transmission' && !this.#paused) {
+      if (this.#mustWait()) {
+        this.#pause()
+        return
+      }
       const parsed = this.#parser.next()
       if (parsed === undefined) return
       if (parsed.kind === 'fatal') {
@@ -190,13 +206,37 @@ export class NbdConnection {
       return
     }
     this.#inFlight++
-    if (this.#inFlight >= MAX_IN_FLIGHT) this.#pause()
     void this.#perform(request, exp)
   }
 
-  /** Replies batch only while other requests are in flight: at queue depth 1 nothing else will come this turn. */
-  #send(reply: Buffer, pooled: boolean): void {
-    if (!this.#replies!.send(reply, pooled, this.#inFlight > 1)) this.#pause()
+  /**
+   * Replies batch only while other requests are in flight: at queue depth 1 nothing else will
+   * come this turn. `held` bytes of this connection's count go back once the socket took it.
+   */
+  #send(reply: Buffer, pooled: boolean, held = 0): void {
+    if (!this.#replies!.send(reply, pooled, this.#inFlight > 1, held)) this.#pause()
+  }
+
+  /** Counts `bytes` this connection now holds, here and in the server's budget. */
+  #hold(bytes: number): void {
+    this.#held += bytes
+    this.#budget?.charge(bytes)
+  }
+
+  /** Gives back `bytes` counted by #hold (exactly once for each). */
+  readonly #release = (bytes: number): void => {
+    this.#held -= bytes
+    this.#budget?.release(bytes)
+    this.#maybeResume()
+  }
+
+  /**
+   * No new request is taken while too many are in flight, while this connection holds too
+   * many bytes, or while the server's budget is full and this connection holds some (one that
+   * holds nothing may always take one: others cannot starve it).
+   */
+  #mustWait(): boolean {
+    return this.#inFlight >= MAX_IN_FLIGHT || this.#held >= MAX_HELD_BYTES || (this.#held > 0 && this.#budget?.full === true)
   }
 
   /** Carries out a checked request against the device and sends its reply; never rejects. */
@@ -207,14 +247,25 @@ export class NbdConnection {
       switch (type) {
         case NBD_CMD_READ: {
           const { reply, data } = readReply(handle, offset, length, this.#structured, this.#buffers)
-          // A failed read is not given back to the pool: a piece of it may still be in flight.
-          await device.read(offset, data)
-          this.#send(reply, true)
+          this.#hold(length)
+          try {
+            // A failed read is not given back to the pool: a piece of it may still be in flight.
+            await device.read(offset, data)
+          } catch (error) {
+            this.#release(length)
+            throw error
+          }
+          this.#send(reply, true, length) // held until the socket has taken it
           return
         }
         case NBD_CMD_WRITE:
-          await device.write(offset, request.payload!)
-          if (request.flags & NBD_CMD_FLAG_FUA) await device.flush()
+          this.#hold(length)
+          try {
+            await device.write(offset, request.payload!)
+            if (request.flags & NBD_CMD_FLAG_FUA) await device.flush()
+          } finally {
+            this.#release(length)
+          }
           break
         case NBD_CMD_WRITE_ZEROES: {
           for (let done = 0; done < length; done += ZERO_PIECE_BYTES) {
@@ -250,7 +301,12 @@ export class NbdConnection {
   }
 
   #maybeResume(): void {
-    if (!this.#paused || this.#inFlight > MAX_IN_FLIGHT / 2 || this.#socket.writableNeedDrain) return
+    if (!this.#paused || this.#inFlight > MAX_IN_FLIGHT / 2 || this.#held > MAX_HELD_BYTES / 2 || this.#socket.writableNeedDrain) return
+    const budget = this.#budget
+    if (budget !== undefined && this.#held > 0 && budget.used >= budget.limit / 2) {
+      budget.whenRoom(this.#onRoom) // woken when the server's count falls below half
+      return
+    }
     this.#paused = false
     this.#socket.resume()
     this.#pump()
@@ -278,6 +334,10 @@ export class NbdConnection {
 
   #onClose(): void {
     this.#phase = 'closed'
+    this.#budget?.forget(this.#onRoom)
+    // Replies the socket will never send give their bytes back now; requests still in flight
+    // give theirs back as they finish (their replies find the socket gone).
+    this.#replies?.abandon()
     const waiting = this.#waiting
     this.#waiting = undefined
     waiting?.reject(new ClientGone())

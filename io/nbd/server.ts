@@ -7,7 +7,8 @@ import net from 'node:net'
 import type { BlockDevice } from '../block-device.js'
 import { NbdConnection } from './connection.js'
 import type { NbdExport } from './handshake.js'
-import { MAX_NAME_BYTES, MIN_BLOCK_BYTES } from './protocol.js'
+import { BufferBudget } from './buffer-budget.js'
+import { MAX_BLOCK_BYTES, MAX_NAME_BYTES, MIN_BLOCK_BYTES } from './protocol.js'
 import { checkTlsOptions, loadTls, type NbdTlsOptions, type TlsPolicy } from './tls.js'
 
 /** What `serveNbd` serves and where. Give `socket`, or `port` (and optionally `host`). */
@@ -34,6 +35,12 @@ export interface ServeNbdOptions {
    * (qemu-nbd's); `Infinity` turns it off.
    */
   readonly handshakeTimeoutMs?: number
+  /**
+   * Bytes all clients together may make the server hold (WRITE payloads until the device is
+   * done, READ replies until the socket has taken them) before clients that hold some stop
+   * having new requests read; each client is held to 64 MiB as well. Default 256 MiB.
+   */
+  readonly maxBufferedBytes?: number
 }
 
 /** A running server. */
@@ -42,10 +49,14 @@ export interface NbdServer {
   readonly address: string
   /** Stops accepting, lets each client's requests in flight finish, then closes every connection. Devices stay open. */
   close(): Promise<void>
+  /** Bytes the clients make the server hold now (see `maxBufferedBytes`); 0 when every client is idle. */
+  readonly bufferedBytes: number
 }
 
 /** How long a client may take to pick an export unless serveNbd is told otherwise (qemu-nbd's 10 s). */
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
+/** What all clients together may make the server hold before they wait (see maxBufferedBytes). */
+const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
 
 function isDevice(value: unknown): value is BlockDevice {
   const d = value as BlockDevice | null
@@ -88,14 +99,19 @@ export async function serveNbd(options: ServeNbdOptions): Promise<NbdServer> {
   if (typeof handshakeTimeoutMs !== 'number' || !(handshakeTimeoutMs > 0)) {
     throw new RangeError(`serveNbd handshakeTimeoutMs must be a positive number of milliseconds (or Infinity), not ${String(options.handshakeTimeoutMs)}`)
   }
+  const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES
+  if (typeof maxBufferedBytes !== 'number' || !Number.isSafeInteger(maxBufferedBytes) || maxBufferedBytes < MAX_BLOCK_BYTES) {
+    throw new RangeError(`serveNbd maxBufferedBytes must be a whole number of bytes of at least ${MAX_BLOCK_BYTES} (one largest request), not ${String(options.maxBufferedBytes)}`)
+  }
   if (options.tls !== undefined) checkTlsOptions(options.tls)
   // Credentials are read before anything listens: a bad file fails serveNbd, not each client.
   const tls: TlsPolicy | undefined = options.tls === undefined ? undefined : await loadTls(options.tls)
 
   const connections = new Set<NbdConnection>()
+  const budget = new BufferBudget(maxBufferedBytes)
   const server = net.createServer((client) => {
     client.setNoDelay(true)
-    const connection = new NbdConnection(client, table, tls, handshakeTimeoutMs)
+    const connection = new NbdConnection(client, table, tls, handshakeTimeoutMs, budget)
     connections.add(connection)
     void connection.closed.then(() => connections.delete(connection))
   })
@@ -131,5 +147,6 @@ export async function serveNbd(options: ServeNbdOptions): Promise<NbdServer> {
   return {
     address,
     close: () => (closing ??= stop()),
+    get bufferedBytes() { return budget.used },
   }
 }

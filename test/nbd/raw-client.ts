@@ -155,10 +155,11 @@ export function requestBytes(type: number, handle: number, offset: number, lengt
 }
 
 /** A server on a fresh unix socket in a temp directory; `stop()` closes it and removes the directory. */
-export async function startServer(exports: ServeNbdOptions['exports'], tls?: ServeNbdOptions['tls']): Promise<{ server: NbdServer; socket: string; stop(): Promise<void> }> {
+export async function startServer(exports: ServeNbdOptions['exports'], tls?: ServeNbdOptions['tls'],
+  more: Omit<ServeNbdOptions, 'exports' | 'tls' | 'socket' | 'port'> = {}): Promise<{ server: NbdServer; socket: string; stop(): Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'snapcow-nbd-'))
   const socket = path.join(dir, 'nbd.sock')
-  const server = await serveNbd({ exports, socket, ...(tls === undefined ? {} : { tls }) })
+  const server = await serveNbd({ ...more, exports, socket, ...(tls === undefined ? {} : { tls }) })
   return {
     server,
     socket,
