@@ -8,10 +8,14 @@ import { openOrigin, SnapcowError } from '../index.js'
 import type { BlockDevice, Origin } from '../index.js'
 import { serveNbd, type NbdTlsOptions } from '../nbd.js'
 import { CliError, on, usage } from './fail.js'
+import { formatBytes, parseSize } from './sizes.js'
 import { claimSocketPath } from './socket-path.js'
 import { openReadOnly, openWritable } from './store.js'
 
-interface ServeOptions { socket?: string; port?: string; bind?: string; readOnly?: boolean; tls?: string; tlsCertificates?: string; tlsPsk?: string; tlsVerifyPeer?: boolean }
+interface ServeOptions { socket?: string; port?: string; bind?: string; readOnly?: boolean; maxBuffered?: string; tls?: string; tlsCertificates?: string; tlsPsk?: string; tlsVerifyPeer?: boolean }
+
+/** The largest NBD request (32 MiB): --max-buffered must leave room for one. */
+const MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 /** serveNbd's `tls` from the flags (undefined: no TLS), or a usage error naming the contradiction. */
 export function tlsOption(options: Pick<ServeOptions, 'tls' | 'tlsCertificates' | 'tlsPsk' | 'tlsVerifyPeer'>): NbdTlsOptions | undefined {
@@ -52,6 +56,7 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'a TCP port to listen on')
     .option('--bind <addr>', 'the TCP address to listen on (default 127.0.0.1)')
     .option('--read-only', 'export every volume read-only')
+    .option('--max-buffered <size>', 'what all clients together may make the server hold before they wait (default 256M, at least 32M)')
     .option('--tls <mode>', 'off, on (clients may use TLS) or require (nothing but TLS); default on with credentials, else off')
     .option('--tls-certificates <dir>', 'TLS with X.509: a folder with ca-cert.pem, server-cert.pem and server-key.pem (as nbdkit)')
     .option('--tls-psk <file>', 'TLS with pre-shared keys: a file of username:hexkey lines (as nbdkit; psktool makes one)')
@@ -71,6 +76,10 @@ export function registerServe(program: Command): void {
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw usage(undefined, `--port ${options.port} is not a TCP port (0–65535)`)
       if (options.bind !== undefined && port === undefined) throw usage(undefined, '--bind goes with --port')
       const tls = tlsOption(options)
+      const maxBufferedBytes = options.maxBuffered === undefined ? undefined : parseSize(options.maxBuffered, '--max-buffered')
+      if (maxBufferedBytes !== undefined && maxBufferedBytes < MAX_REQUEST_BYTES) {
+        throw usage(undefined, `--max-buffered ${options.maxBuffered} is less than one largest request (${formatBytes(MAX_REQUEST_BYTES)})`)
+      }
       const readOnly = options.readOnly === true
       // before any file is opened: a busy socket is refused without touching the images
       if (options.socket !== undefined && (await claimSocketPath(options.socket)).removedStale) {
@@ -94,7 +103,7 @@ export function registerServe(program: Command): void {
         const where = options.socket !== undefined ? options.socket : `${options.bind ?? '127.0.0.1'}:${port}`
         const server = await on(where, async () => {
           try {
-            return await serveNbd({ exports, ...(tls === undefined ? {} : { tls }),
+            return await serveNbd({ exports, ...(tls === undefined ? {} : { tls }), ...(maxBufferedBytes === undefined ? {} : { maxBufferedBytes }),
               ...(options.socket !== undefined ? { socket: options.socket } : { port: port!, host: options.bind ?? '127.0.0.1' }) })
           } catch (error) {
             // The message names the credential file and, for a PSK file, the line.

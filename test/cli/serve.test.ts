@@ -212,3 +212,17 @@ test('a stale socket (its server died) is replaced; a file that is not a socket 
   expect([refused.code, refused.err]).toEqual([1, `snapcow: ${notSocket}: exists and is not a socket: choose another --socket (only a stale socket is replaced)\n`])
   expect(fs.readFileSync(notSocket, 'utf8')).toBe('keep me')
 })
+
+test('--max-buffered takes a size of at least one largest request; a bad one is a usage error (exit 2) before anything opens', async () => {
+  image('budget.img', 6, 1 << 20)
+  const socket = file('budget.sock')
+  const small = snapcow('serve', 'budget.img', '--socket', socket, '--max-buffered', '1M')
+  expect([small.code, small.err]).toEqual([2, 'snapcow: --max-buffered 1M is less than one largest request (32 MiB)\n'])
+  const garbage = snapcow('serve', 'budget.img', '--socket', socket, '--max-buffered', 'lots')
+  expect(garbage.code).toBe(2)
+  expect(garbage.err).toMatch(/--max-buffered "lots" is not a size/)
+  expect(fs.existsSync(socket), 'no socket was made').toBe(false)
+  const server = await serve(['budget.img', '--socket', socket, '--max-buffered', '64M'])
+  expect(await readOrigin(socket)).toEqual(fs.readFileSync(file('budget.img')).subarray(0, 4096))
+  expect(await server.stop()).toMatchObject({ code: 0 })
+})
