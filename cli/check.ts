@@ -40,8 +40,10 @@ async function scan(cow: BlockDevice, originBytes: number | undefined): Promise<
   const g = cowGeometry(asChunkSectors(chunkSectors))
   const deviceChunks = Math.floor(cow.size / g.chunkBytes)
   const originChunks = originBytes === undefined ? undefined : Math.ceil(originBytes / g.chunkBytes)
-  const seenOld = new Map<number, string>()
-  const seenNew = new Map<number, string>()
+  // Chunk numbers are 64-bit on disk: kept as bigint, so a damaged record past 2^53 is named
+  // exactly and two such records never look like one.
+  const seenOld = new Map<bigint, string>()
+  const seenNew = new Map<bigint, string>()
   const area = new Uint8Array(g.chunkBytes)
   const records = new DataView(area.buffer)
   for (let index = 0; problems.length < MAX_PROBLEMS; index++) {
@@ -57,13 +59,13 @@ async function scan(cow: BlockDevice, originBytes: number | undefined): Promise<
     await cow.read(location * g.chunkBytes, area)
     let slot = 0
     for (; slot < g.exceptionsPerArea && problems.length < MAX_PROBLEMS; slot++) {
-      const oldChunk = Number(records.getBigUint64(slot * 16, true))
-      const newChunk = Number(records.getBigUint64(slot * 16 + 8, true))
-      if (newChunk === 0) break
+      const oldChunk = records.getBigUint64(slot * 16, true)
+      const newChunk = records.getBigUint64(slot * 16 + 8, true)
+      if (newChunk === 0n) break
       const where = `metadata area ${index} (chunk ${location}), record ${slot}`
-      if (g.isMetadataChunk(newChunk)) problems.push({ what: `new_chunk ${newChunk} is a metadata chunk, not data`, where, fix: recreate })
-      else if (newChunk >= deviceChunks) problems.push({ what: `new_chunk ${newChunk} lies past the end of the COW (${deviceChunks} chunks)`, where, fix: 'the COW file was truncated, or the record is damaged: restore the file or recreate the snapshot' })
-      if (originChunks !== undefined && oldChunk >= originChunks) {
+      if (newChunk < BigInt(deviceChunks) && g.isMetadataChunk(Number(newChunk))) problems.push({ what: `new_chunk ${newChunk} is a metadata chunk, not data`, where, fix: recreate })
+      else if (newChunk >= BigInt(deviceChunks)) problems.push({ what: `new_chunk ${newChunk} lies past the end of the COW (${deviceChunks} chunks)`, where, fix: 'the COW file was truncated, or the record is damaged: restore the file or recreate the snapshot' })
+      if (originChunks !== undefined && oldChunk >= BigInt(originChunks)) {
         problems.push({ what: `old_chunk ${oldChunk} lies past the origin's last chunk (${originChunks} chunks)`, where, fix: 'is this the right origin? the store was made for a bigger one' })
       }
       const earlierOld = seenOld.get(oldChunk)

@@ -47,7 +47,7 @@ async function storeWithExceptions(name: string): Promise<void> {
 }
 
 /** Overwrites record `slot` of area 0 of a 4 KiB-chunk store. */
-function setRecord(cow: string, slot: number, oldChunk: number, newChunk: number): void {
+function setRecord(cow: string, slot: number, oldChunk: number | bigint, newChunk: number | bigint): void {
   const fd = fs.openSync(file(cow), 'r+')
   const record = Buffer.alloc(16)
   record.writeBigUInt64LE(BigInt(oldChunk), 0)
@@ -200,6 +200,15 @@ describe('snapcow check', () => {
     expect(json.code).toBe(1)
     const report = JSON.parse(json.out) as { sound: boolean; problems: Array<{ what: string; where: string; fix: string }> }
     expect([report.sound, report.problems.length, report.problems[0]!.where]).toEqual([false, 1, 'metadata area 0 (chunk 1), record 3'])
+  })
+
+  it('names 64-bit chunk numbers exactly, and two past 2^53 are not one', () => {
+    const huge = 2n ** 60n
+    const big = damaged('huge.cow', () => { setRecord('huge.cow', 3, huge, 5000); setRecord('huge.cow', 4, huge + 1n, huge + 1n) })
+    expect(big.code).toBe(1)
+    expect(big.out).toMatch(/old_chunk 1152921504606846976 lies past the origin's last chunk/)
+    expect(big.out).toMatch(/new_chunk 1152921504606846977 lies past the end of the COW \(256 chunks\)/)
+    expect(big.out).not.toMatch(/remapped twice/)
   })
 })
 
