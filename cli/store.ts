@@ -20,10 +20,13 @@ export async function openReadOnly(path: string): Promise<FileDevice> {
   return on(path, () => FileDevice.open(path, { readOnly: true }))
 }
 
-/** Opens an existing image for writing (takes the writer's lock). */
+/**
+ * Opens an existing image for writing (takes the writer's lock). A lock left by a process that
+ * was killed is waited out (at most about 10 s) rather than refused, so a restart just works.
+ */
 export async function openWritable(path: string): Promise<FileDevice> {
   await checkImage(path)
-  return on(path, () => FileDevice.open(path))
+  return on(path, () => FileDevice.open(path, { waitForStaleLock: true }))
 }
 
 /** Runs `work` on a read-only device and closes it whatever happens. */

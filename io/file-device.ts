@@ -34,6 +34,14 @@ export interface FileDeviceOptions {
    * coordinate access themselves.
    */
   lock?: boolean
+  /**
+   * When the file's lock is held: watch it instead of failing at once. A holder that no longer
+   * refreshes it (its process was killed) is waited out until the lock is stale (at most about
+   * 10 s) and the lock is taken over; a live holder still gets `SNAPCOW_BUSY`, once a refresh
+   * shows it alive (within about 5 s). Default false. `snapcow` commands set it, so a server
+   * restarted right after `kill -9` comes up.
+   */
+  waitForStaleLock?: boolean
 }
 
 /**
@@ -78,10 +86,11 @@ export class FileDevice extends DeviceBase {
    * const dev = await FileDevice.open('/tmp/origin.img', { readOnly: true })
    */
   static async open(path: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
-    const { size, create = false, readOnly = false, lock = true } = options
+    const { size, create = false, readOnly = false, lock = true, waitForStaleLock = false } = options
     if (typeof path !== 'string' || path === '') throw new TypeError('FileDevice.open: path must be a non-empty string')
     if (create && readOnly) throw new TypeError(`FileDevice.open: create and readOnly cannot be combined (${path})`)
     if (typeof lock !== 'boolean') throw new TypeError(`FileDevice.open: lock must be a boolean, got ${String(lock)}`)
+    if (typeof waitForStaleLock !== 'boolean') throw new TypeError(`FileDevice.open: waitForStaleLock must be a boolean, got ${String(waitForStaleLock)}`)
     if (size !== undefined) checkDeviceSize(size, 'FileDevice.open: size')
 
     const found = await statIfAny(path)
@@ -93,7 +102,7 @@ export class FileDevice extends DeviceBase {
     }
     const exclusive = lock && !readOnly
     const blockDevice = found?.isBlockDevice() === true
-    const fileLock = exclusive && !blockDevice ? await FileLock.take(path, found) : undefined
+    const fileLock = exclusive && !blockDevice ? await FileLock.take(path, found, waitForStaleLock) : undefined
     try {
       if (found === undefined) return await FileDevice.#create(path, size!, fileLock)
       const handle = await openExisting(path, readOnly, exclusive && blockDevice)

@@ -4,7 +4,7 @@
 // 5 s and taken over once 10 s stale, so a crashed process never locks a file for good. In
 // this process: a set of the files' inodes, so hard links and symlinks conflict too.
 import { basename, dirname, join } from 'node:path'
-import { realpath } from 'node:fs/promises'
+import { realpath, stat } from 'node:fs/promises'
 import type { Stats } from 'node:fs'
 import { SnapcowError } from './errors.js'
 
@@ -46,7 +46,7 @@ export class FileLock {
    * @example
    * const lock = await FileLock.take('/tmp/cow.img', await stat('/tmp/cow.img'))
    */
-  static async take(path: string, found: Stats | undefined): Promise<FileLock> {
+  static async take(path: string, found: Stats | undefined, waitForStale = false): Promise<FileLock> {
     const key = found === undefined ? undefined : inode(found)
     // Checked and reserved before any await: two opens racing in this process cannot both win.
     const other = key === undefined ? undefined : lockedHere.get(key)
@@ -60,14 +60,22 @@ export class FileLock {
       const lockPath = `${target}.lock`
       const { lock } = await import('proper-lockfile') // loaded on first use: it hooks process exit
       const holder: { lock?: FileLock } = {}
+      const acquire = () => lock(target, {
+        realpath: false, stale: staleMs, lockfilePath: lockPath,
+        onCompromised: (cause) => {
+          if (holder.lock !== undefined) holder.lock.lost = lostError(path, lockPath, cause)
+        },
+      })
       let release: () => Promise<void>
       try {
-        release = await lock(target, {
-          realpath: false, stale: staleMs, lockfilePath: lockPath,
-          onCompromised: (cause) => {
-            if (holder.lock !== undefined) holder.lock.lost = lostError(path, lockPath, cause)
-          },
-        })
+        try {
+          release = await acquire()
+        } catch (cause) {
+          // A holder that crashed stops refreshing its lock: once that is seen, wait for the lock
+          // to go stale and take it over, rather than fail a restart for 10 s.
+          if ((cause as NodeJS.ErrnoException).code !== 'ELOCKED' || !waitForStale || !(await holderGone(lockPath))) throw cause
+          release = await acquire()
+        }
       } catch (cause) {
         if ((cause as NodeJS.ErrnoException).code === 'ELOCKED') throw busyError(path, lockPath, cause)
         const code = (cause as NodeJS.ErrnoException).code
@@ -100,6 +108,33 @@ export class FileLock {
       // ERELEASED: already lost (compromised); nothing of ours is left to remove.
       if ((error as NodeJS.ErrnoException).code !== 'ERELEASED') throw error
     }
+  }
+}
+
+/** The lock directory's mtime in ms, or undefined once it is gone. */
+async function lockTime(lockPath: string): Promise<number | undefined> {
+  try {
+    return (await stat(lockPath)).mtimeMs
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Watches a held lock: its holder refreshes the directory's mtime every `staleMs / 2`. True
+ * (the holder is gone) if it disappears, or goes unrefreshed until it is stale (then
+ * proper-lockfile takes it over); false as soon as a refresh shows the holder alive.
+ */
+async function holderGone(lockPath: string): Promise<boolean> {
+  const first = await lockTime(lockPath)
+  if (first === undefined) return true
+  const staleAt = first + staleMs + 250
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, Math.max(10, Math.min(250, staleAt - Date.now()))))
+    const now = await lockTime(lockPath)
+    if (now === undefined) return true
+    if (now !== first) return false
+    if (Date.now() >= staleAt) return true
   }
 }
 

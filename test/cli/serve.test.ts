@@ -37,7 +37,7 @@ function snapcow(...args: string[]): { code: number | null; out: string; err: st
 const run = (bin: string, args: string[]) => runTool(bin, args, { cwd: dir, timeoutMs: 20_000 })
 
 const running = new Set<ChildProcess>()
-interface Served { address: string; out: () => string; stop(): Promise<{ code: number | null; out: string; err: string }> }
+interface Served { address: string; out: () => string; stop(): Promise<{ code: number | null; out: string; err: string }>; kill(): Promise<void> }
 /** Starts `snapcow serve …` and resolves once it says where it serves. */
 function serve(args: string[]): Promise<Served> {
   const child = spawn(process.execPath, [BIN, 'serve', ...args], { cwd: dir })
@@ -51,7 +51,8 @@ function serve(args: string[]): Promise<Served> {
       out += d.toString()
       const address = /^serving .* on (\S+?)(;| \()/m.exec(out)?.[1]
       if (address !== undefined) {
-        resolve({ address, out: () => out, stop: async () => { child.kill('SIGINT'); const code = await closed; return { code, out, err } } })
+        resolve({ address, out: () => out, stop: async () => { child.kill('SIGINT'); const code = await closed; return { code, out, err } },
+          kill: async () => { child.kill('SIGKILL'); await closed } })
       }
     })
     void closed.then((code) => reject(new Error(`snapcow serve exited (${code}) before serving: ${err}`)))
@@ -226,3 +227,28 @@ test('--max-buffered takes a size of at least one largest request; a bad one is 
   expect(await readOrigin(socket)).toEqual(fs.readFileSync(file('budget.img')).subarray(0, 4096))
   expect(await server.stop()).toMatchObject({ code: 0 })
 })
+
+test('a server killed with SIGKILL restarts at once: it waits out the dead one\'s locks and serves what was written', async () => {
+  const before = image('killed.img', 8, 1 << 20)
+  await createSnapshots('killed.img', ['killed.cow'], 1 << 20)
+  const socket = file('killed.sock')
+  const first = await serve(['killed.img', 'killed.cow', '--socket', socket])
+  const c = await RawClient.connect(socket)
+  await c.open('origin')
+  const written = Buffer.from(pattern(4096, 9))
+  c.request(P.NBD_CMD_WRITE, 1, 0, 4096, P.NBD_CMD_FLAG_FUA, written)
+  expect((await c.simpleReply())?.error).toBe(0)
+  c.destroy()
+  await first.kill() // no exit handler: the lock directories and the socket stay behind
+  expect(fs.existsSync(file('killed.img.lock'))).toBe(true)
+  const started = Date.now()
+  const second = await serve(['killed.img', 'killed.cow', '--socket', socket])
+  expect(Date.now() - started, 'restart took no longer than the lock takes to go stale').toBeLessThan(20_000)
+  expect(await readOrigin(socket)).toEqual(written)
+  const snap = await RawClient.connect(socket)
+  await snap.open('killed')
+  snap.request(P.NBD_CMD_READ, 2, 0, 4096)
+  expect((await snap.simpleReply(4096))?.data).toEqual(before.subarray(0, 4096))
+  snap.destroy()
+  expect(await second.stop()).toMatchObject({ code: 0 })
+}, 60_000)

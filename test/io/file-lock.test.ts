@@ -225,6 +225,26 @@ describe('across processes', () => {
     await device!.close()
   }, 30_000)
 
+  test('waitForStaleLock: a killed holder is waited out until its lock is stale, once; a live one is still refused', async () => {
+    const { path, open } = created()
+    await (await open()).close()
+    const live = child(`
+      const d = await FileDevice.open(${JSON.stringify(path)}); console.log('HELD'); setInterval(() => {}, 1000)`, 'HELD')
+    await live.output
+    // Alive: its refresh (every STALE_MS / 2) shows it, and the open is refused.
+    const started = Date.now()
+    const busy = await rejection(FileDevice.open(path, { waitForStaleLock: true }))
+    expect(busy.code).toBe('SNAPCOW_BUSY')
+    expect(Date.now() - started).toBeLessThan(STALE_MS + 1000)
+    live.proc.kill('SIGKILL')
+    await new Promise((resolve) => live.proc.on('exit', resolve))
+    expect(existsSync(`${path}.lock`)).toBe(true)
+    // Killed: one open waits until the lock is stale and takes it over.
+    const device = await FileDevice.open(path, { waitForStaleLock: true })
+    await device.close()
+    await expect(FileDevice.open(path, { waitForStaleLock: 'yes' as unknown as boolean })).rejects.toThrow(/waitForStaleLock must be a boolean/)
+  }, 30_000)
+
   test('a process that exits normally without close() leaves no lock', async () => {
     const { path, open } = created()
     await (await open()).close()
