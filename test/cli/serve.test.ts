@@ -243,7 +243,7 @@ test('a server killed with SIGKILL restarts at once: it waits out the dead one\'
   expect(fs.existsSync(file('killed.img.lock'))).toBe(true)
   const started = Date.now()
   const second = await serve(['killed.img', 'killed.cow', '--socket', socket])
-  expect(Date.now() - started, 'restart took no longer than the lock takes to go stale').toBeLessThan(20_000)
+  expect(Date.now() - started, 'restart took about as long as the lock takes to go stale (10 s), not forever').toBeLessThan(30_000)
   expect(await readOrigin(socket)).toEqual(written)
   const snap = await RawClient.connect(socket)
   await snap.open('killed')

@@ -45,7 +45,8 @@ test('a client that sends 32 MiB READs and reads no reply makes the server hold 
     client.socket.pause() // takes nothing off the socket from here on
     const READS = 6
     for (let h = 0; h < READS; h++) client.request(P.NBD_CMD_READ, h, (h % 2) * BIG, BIG)
-    await sleep(300)
+    await until('two READs started', () => device.reads >= 2, 20_000) // a slow machine takes its time
+    await sleep(300) // and had the server gone on reading, more would start meanwhile
     expect(device.reads, 'READs the server started while the client read nothing').toBeLessThanOrEqual(2)
     expect(server.bufferedBytes).toBeLessThanOrEqual(64 * MiB)
     client.socket.resume()
@@ -74,7 +75,8 @@ test('maxBufferedBytes holds every client together: big WRITEs to a stalled disk
     clients.forEach((c, k) => {
       for (let h = 0; h < EACH; h++) c.request(P.NBD_CMD_WRITE, h, (k * EACH + h) * WRITE, WRITE, 0, pattern(WRITE, k * EACH + h))
     })
-    await sleep(300)
+    await until('four writes started', () => disk.find('write').length >= 4, 20_000)
+    await sleep(300) // more would start meanwhile had the server gone on reading
     // 32 MiB of 8 MiB writes, plus one for each other client (one that holds nothing may take one); not all 16.
     const started = disk.find('write').length
     expect(started, `writes started: ${disk.describe()}`).toBeGreaterThanOrEqual(4)
