@@ -26,7 +26,14 @@ export async function openReadOnly(path: string): Promise<FileDevice> {
  */
 export async function openWritable(path: string): Promise<FileDevice> {
   await checkImage(path)
-  return on(path, () => FileDevice.open(path, { waitForStaleLock: true }))
+  // Only a held lock makes an open take this long: say why nothing happens meanwhile.
+  const waiting = setTimeout(() => console.error(`snapcow: ${path}: waiting for its lock (held by another process, ` +
+    'or left by one that died: that is taken over within about 10 s)'), 3000)
+  try {
+    return await on(path, () => FileDevice.open(path, { waitForStaleLock: true }))
+  } finally {
+    clearTimeout(waiting)
+  }
 }
 
 /** Runs `work` on a read-only device and closes it whatever happens. */

@@ -37,7 +37,7 @@ function snapcow(...args: string[]): { code: number | null; out: string; err: st
 const run = (bin: string, args: string[]) => runTool(bin, args, { cwd: dir, timeoutMs: 20_000 })
 
 const running = new Set<ChildProcess>()
-interface Served { address: string; out: () => string; stop(): Promise<{ code: number | null; out: string; err: string }>; kill(): Promise<void> }
+interface Served { address: string; out: () => string; err: () => string; stop(): Promise<{ code: number | null; out: string; err: string }>; kill(): Promise<void> }
 /** Starts `snapcow serve …` and resolves once it says where it serves. */
 function serve(args: string[]): Promise<Served> {
   const child = spawn(process.execPath, [BIN, 'serve', ...args], { cwd: dir })
@@ -51,7 +51,7 @@ function serve(args: string[]): Promise<Served> {
       out += d.toString()
       const address = /^serving .* on (\S+?)(;| \()/m.exec(out)?.[1]
       if (address !== undefined) {
-        resolve({ address, out: () => out, stop: async () => { child.kill('SIGINT'); const code = await closed; return { code, out, err } },
+        resolve({ address, out: () => out, err: () => err, stop: async () => { child.kill('SIGINT'); const code = await closed; return { code, out, err } },
           kill: async () => { child.kill('SIGKILL'); await closed } })
       }
     })
@@ -244,6 +244,7 @@ test('a server killed with SIGKILL restarts at once: it waits out the dead one\'
   const started = Date.now()
   const second = await serve(['killed.img', 'killed.cow', '--socket', socket])
   expect(Date.now() - started, 'restart took about as long as the lock takes to go stale (10 s), not forever').toBeLessThan(30_000)
+  expect(second.err(), 'it said what it waited for').toMatch(/killed\.img: waiting for its lock/)
   expect(await readOrigin(socket)).toEqual(written)
   const snap = await RawClient.connect(socket)
   await snap.open('killed')
