@@ -46,11 +46,6 @@ export class ReplyWriter {
     this.#onTaken = onTaken
   }
 
-  /** Bytes of replies the socket has not taken yet. */
-  get held(): number {
-    return this.#heldTotal
-  }
-
   /**
    * Queues `reply` (from the pool when `pooled`), holding `held` bytes of the connection's count
    * until the socket has taken it; false when the socket asks the sender to wait for 'drain'.

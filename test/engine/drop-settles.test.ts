@@ -4,38 +4,20 @@
 // the `valid = 0` header and its flush were still in flight. A power cut then, or the user
 // closing the device, left a header that says valid over a table the origin has moved past.
 import { expect, test } from 'vitest'
-import type { BlockDevice } from '../../io/block-device.js'
 import { MemoryDevice } from '../../io/memory-device.js'
 import { openOrigin } from '../../actors/origin-volume.js'
 import { CrashClock, CrashDevice } from '../../testing/crash-device.js'
 import { FaultDevice } from '../../testing/fault-device.js'
+import { RecordingDevice } from '../support/recording-device.js'
 
 const CHUNK = 4096
 const TURNS = 8 // event-loop turns each COW request takes: the header write is still in flight when the bio fails
-
-/** Counts the requests a device gets after `release()`, i.e. after the engine let it go. */
-function watched(inner: BlockDevice): BlockDevice & { release(): void; late: string[] } {
-  let released = false
-  const late: string[] = []
-  const note = (what: string) => { if (released) late.push(what) }
-  return {
-    get size() { return inner.size },
-    supports: inner.supports,
-    read: (offset, buffer) => { note(`read@${offset}`); return inner.read(offset, buffer) },
-    write: (offset, data) => { note(`write@${offset}`); return inner.write(offset, data) },
-    flush: () => { note('flush'); return inner.flush() },
-    close: () => inner.close(),
-    ...(inner.writeFua !== undefined ? { writeFua: (offset: number, data: Uint8Array) => { note(`fua@${offset}`); return inner.writeFua!(offset, data) } } : {}),
-    release: () => { released = true },
-    late,
-  }
-}
 
 async function invalidateThenDrop(how: 'drop' | 'close') {
   const origin = await openOrigin(MemoryDevice.from(new Uint8Array(16 * CHUNK).fill(7)))
   const disk = new CrashDevice(new Uint8Array(16 * CHUNK), new CrashClock(), 'cow', { delay: () => TURNS })
   const faulty = new FaultDevice(disk)
-  const cow = watched(faulty)
+  const cow = new RecordingDevice(faulty) // records every request the engine makes
   const snapshot = await origin.createSnapshot(cow, { chunkSize: CHUNK })
   await disk.flush()
   faulty.arm({ op: 'flush', nth: 1 }) // the group commit's pre-flush fails: the store goes invalid
@@ -43,9 +25,9 @@ async function invalidateThenDrop(how: 'drop' | 'close') {
   await expect(snapshot.write(0, new Uint8Array(CHUNK).fill(9))).rejects.toMatchObject({ code: 'SNAPCOW_INVALID' })
   if (how === 'drop') await snapshot.drop()
   else await origin.close()
-  cow.release()
+  const seen = cow.ops.length
   for (let i = 0; i < 4 * TURNS; i++) await new Promise<void>((resolve) => setImmediate(resolve))
-  return { late: cow.late, restart: disk.cut('lose-unflushed') }
+  return { late: cow.ops.slice(seen), restart: disk.cut('lose-unflushed') }
 }
 
 for (const how of ['drop', 'close'] as const) {
